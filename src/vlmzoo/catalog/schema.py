@@ -1,0 +1,162 @@
+"""The model card schema: what every catalog file must say, and how it is checked.
+
+Cards are TOML files in ``catalog/cards/`` (one per model). Facts carry a source each;
+where a seed table was wrong, the card records the corrected value in ``corrections``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from vlmzoo.tasks import TASKS
+
+Kind = Literal["VLM", "LMM", "multimodal"]
+Architecture = Literal[
+    "dual encoder", "vision-language bridge", "unified transformer", "cross-modal embedding"
+]
+Access = Literal["open", "gated", "api"]
+Support = Literal["supported", "planned", "unavailable"]
+GroundingFormat = Literal[
+    "none",
+    "kosmos2-patch-index",
+    "paligemma-loc",
+    "qwen-box",
+    "florence2-loc",
+    "molmo-point",
+    "text-coordinates",
+]
+
+# Fact fields: each needs an entry in ``sources``.
+FACT_FIELDS = (
+    "kind",
+    "architecture",
+    "vision",
+    "text",
+    "objective",
+    "loss",
+    "params_b",
+    "token_limit",
+    "resolution",
+    "training_data",
+    "license",
+    "access",
+    "multi_image",
+    "any_resolution",
+    "grounding_format",
+    "languages",
+)
+
+
+class Checkpoint(BaseModel):
+    """One loadable set of weights. ``name`` is a vlmzoo id (``vlmzoo.load(name)``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    hub_id: str | None = None  # None for API models
+    params_b: float | None = None
+    tasks: tuple[str, ...] | None = None  # narrows the card's tasks for this checkpoint
+    note: str = ""
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, v):
+        if v is not None:
+            unknown = set(v) - set(TASKS)
+            if unknown:
+                raise ValueError(f"unknown task(s) {sorted(unknown)}; known: {list(TASKS)}")
+        return v
+
+
+class Correction(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    field: str
+    seed: str
+    corrected: str
+    why: str
+
+
+class Card(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$")
+    name: str
+    aliases: tuple[str, ...] = ()
+    family: str
+    support: Support
+    kind: Kind
+    architecture: Architecture
+    vision: str
+    text: str
+    objective: str
+    loss: str
+    params_b: float | None  # None only for API models whose size is not published
+    token_limit: int | None
+    resolution: str
+    training_data: str
+    license: str
+    access: Access
+    tasks: tuple[str, ...]
+    multi_image: bool
+    any_resolution: bool
+    grounding_format: GroundingFormat
+    languages: tuple[str, ...]
+    checkpoints: tuple[Checkpoint, ...]
+    sources: dict[str, str]
+    corrections: tuple[Correction, ...] = ()
+    notes: str = ""
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, v):
+        unknown = set(v) - set(TASKS)
+        if unknown:
+            raise ValueError(f"unknown task(s) {sorted(unknown)}; known: {list(TASKS)}")
+        if not v:
+            raise ValueError("a card lists at least one task")
+        return v
+
+    @field_validator("family")
+    @classmethod
+    def _known_family(cls, v):
+        from vlmzoo.families import FAMILIES
+
+        if v not in FAMILIES:
+            raise ValueError(f"unknown family {v!r}; known families: {sorted(FAMILIES)}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        missing = [f for f in FACT_FIELDS if f not in self.sources]
+        if missing:
+            raise ValueError(f"card {self.id!r} has no source for: {', '.join(missing)}")
+        if not self.checkpoints:
+            raise ValueError(f"card {self.id!r} lists no checkpoints")
+        if self.access != "api" and any(c.hub_id is None for c in self.checkpoints):
+            raise ValueError(f"card {self.id!r}: open/gated checkpoints need a hub_id")
+        if self.params_b is None and self.access != "api":
+            raise ValueError(f"card {self.id!r}: params_b is required for open models")
+        for c in self.checkpoints:
+            if c.tasks and not set(c.tasks) <= set(self.tasks):
+                raise ValueError(f"checkpoint {c.name!r} lists tasks its card does not")
+        from vlmzoo.families import FAMILIES
+
+        if self.support == "supported" and FAMILIES[self.family] is None:
+            raise ValueError(
+                f"card {self.id!r} says supported but family {self.family!r} has no code yet"
+            )
+        return self
+
+    def checkpoint(self, name: str | None = None) -> Checkpoint:
+        if name is None:
+            return self.checkpoints[0]
+        for c in self.checkpoints:
+            if name in (c.name, c.hub_id):
+                return c
+        raise KeyError(name)
+
+    def tasks_of(self, checkpoint: Checkpoint) -> tuple[str, ...]:
+        return checkpoint.tasks or self.tasks

@@ -1,0 +1,1 @@
+"""Execution concerns shared by all families: device and dtype, batching."""

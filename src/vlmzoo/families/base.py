@@ -1,0 +1,130 @@
+"""What every loaded model offers: the task methods, each guarded by the tasks it really has.
+
+A family subclass implements the task methods it serves and sets ``self.tasks`` for the loaded
+checkpoint. Calling a task the model lacks raises TaskNotSupportedError naming the ones it has.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar, Iterable, Sequence
+
+import numpy as np
+
+from vlmzoo.errors import InputError, TaskNotSupportedError
+from vlmzoo.images import ImageLike, LoadedImage, expand, load_image
+from vlmzoo.tasks import Hit, MatchScores, Retrieval
+
+
+def is_single(images: Any) -> bool:
+    """One image (not a list, not a directory): the caller gets one result back, not a list."""
+    if isinstance(images, (list, tuple)):
+        return False
+    if isinstance(images, (str, os.PathLike)) and Path(images).is_dir():
+        return False
+    return True
+
+
+def as_text_list(texts: str | Iterable[str], what: str) -> list[str]:
+    if isinstance(texts, str):
+        texts = [texts]
+    try:
+        texts = list(texts)
+    except TypeError:
+        raise InputError(f"{what} must be a string or a list of strings, got {type(texts).__name__}") from None
+    if not texts:
+        raise InputError(f"{what} is empty")
+    bad = [t for t in texts if not isinstance(t, str)]
+    if bad:
+        raise InputError(f"{what} must be strings; got {type(bad[0]).__name__} {bad[0]!r}")
+    return texts
+
+
+class VLModel:
+    """Base of every family's model object. Task methods raise unless the family serves them."""
+
+    family: ClassVar[str] = ""
+    default_batch_size: ClassVar[int] = 16
+
+    def __init__(self, *, name: str, path: Path, card=None, checkpoint=None, device: str, dtype,
+                 tasks: Iterable[str], allow_urls: bool = False, max_pixels: int | None = None):
+        self.name = name
+        self.path = path
+        self.card = card
+        self.checkpoint = checkpoint
+        self.device = device
+        self.dtype = dtype
+        self.tasks = frozenset(tasks)
+        self.allow_urls = allow_urls
+        self.max_pixels = max_pixels
+        self.batch_size = self.default_batch_size
+
+    @classmethod
+    def from_pretrained(cls, path: Path, **kwargs) -> "VLModel":  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} tasks={sorted(self.tasks)} {self.device}/{self.dtype}>"
+
+    # -- helpers shared by families ---------------------------------------------------------
+
+    def require(self, task: str) -> None:
+        if task not in self.tasks:
+            raise TaskNotSupportedError(
+                f"{self.name} cannot {task!r}; its tasks are: {', '.join(sorted(self.tasks))}"
+            )
+
+    def take_images(self, images: ImageLike | Sequence[ImageLike]) -> list[LoadedImage]:
+        return [load_image(s, allow_urls=self.allow_urls, max_pixels=self.max_pixels) for s in expand(images)]
+
+    # -- tasks: families override what they serve -------------------------------------------
+
+    def caption(self, images, prompt: str | None = None, **gen):
+        self.require("caption")
+        raise NotImplementedError
+
+    def ask(self, images, question, **gen):
+        self.require("ask")
+        raise NotImplementedError
+
+    def classify(self, images, labels, templates=None, top_k: int | None = None):
+        self.require("classify")
+        raise NotImplementedError
+
+    def embed_images(self, images):
+        self.require("embed")
+        raise NotImplementedError
+
+    def embed_texts(self, texts):
+        self.require("embed")
+        raise NotImplementedError
+
+    def match(self, images, texts) -> MatchScores:
+        self.require("match")
+        raise NotImplementedError
+
+    def ground(self, images, phrase: str):
+        self.require("ground")
+        raise NotImplementedError
+
+    def retrieve(self, *, images, texts, k: int = 5, query: str = "text") -> list[Retrieval]:
+        """Top-k images for each text (``query="text"``) or texts for each image (``"image"``).
+
+        Ranks by the family's ``match`` scores, so each image and each text is encoded once.
+        """
+        self.require("retrieve")
+        if query not in ("text", "image"):
+            raise InputError(f"query must be 'text' or 'image', got {query!r}")
+        if k < 1:
+            raise InputError(f"k must be at least 1, got {k}")
+        scores = self.match(images, texts)
+        matrix = scores.scores if query == "image" else scores.scores.T
+        queries = scores.images if query == "image" else scores.texts
+        items = scores.texts if query == "image" else scores.images
+        k = min(k, len(items))
+        out = []
+        for q, row in zip(queries, matrix):
+            top = np.argsort(-row, kind="stable")[:k]
+            out.append(Retrieval(q, tuple(Hit(int(i), items[i], float(row[i])) for i in top)))
+        return out

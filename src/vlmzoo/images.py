@@ -1,0 +1,271 @@
+"""Image intake: every image enters vlmzoo here.
+
+Accepts a file path, a directory (recursive, sorted), an http(s) URL (only when allowed), raw
+bytes, base64 or a data URI, a PIL image, or a numpy array. Returns RGB PIL images with EXIF
+orientation applied, and refuses what is broken or too big with an error naming the input.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from vlmzoo.errors import ImageError, InputError
+
+ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray, "LoadedImage"]
+
+# 50 megapixels: a 8000x6000 camera photo passes, a decompression bomb does not.
+DEFAULT_MAX_PIXELS = int(os.environ.get("VLMZOO_MAX_PIXELS", 50_000_000))
+MAX_DOWNLOAD_BYTES = 50 * 1024 * 1024
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".jfif"}
+)
+_BASE64_RE = re.compile(r"^[A-Za-z0-9+/=\s_-]+$")
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    image: Image.Image  # RGB, orientation applied, pixels loaded
+    name: str  # what the user gave, for results and errors
+
+
+@dataclass(frozen=True)
+class Intake:
+    """The result of taking in a batch: good images in input order, and what was refused."""
+
+    images: list[LoadedImage]
+    errors: list[ImageError]
+
+
+def expand(sources: ImageLike | Iterable[ImageLike]) -> list[ImageLike]:
+    """Flatten one source or a list into single-image sources; directories are walked.
+
+    Directories expand recursively into their image files, sorted by path so that runs are
+    reproducible. An empty list, or a directory with no images, is an error.
+    """
+    if isinstance(sources, (str, os.PathLike, bytes, Image.Image, np.ndarray, LoadedImage)):
+        sources = [sources]
+    elif not isinstance(sources, Iterable):
+        raise InputError(f"expected an image or a list of images, got {type(sources).__name__}")
+    out: list[ImageLike] = []
+    for src in sources:
+        if isinstance(src, (str, os.PathLike)) and Path(src).is_dir():
+            found = sorted(
+                p for p in Path(src).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
+            if not found:
+                raise InputError(f"{src}: directory holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            out.extend(str(p) for p in found)
+        else:
+            out.append(src)
+    if not out:
+        raise InputError("no images given (empty list)")
+    return out
+
+
+def load_image(
+    src: ImageLike, *, allow_urls: bool = False, max_pixels: int | None = None
+) -> LoadedImage:
+    """Take in one image. Raises ImageError naming the input on any problem."""
+    if isinstance(src, LoadedImage):
+        return src
+    max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    name = describe(src)
+    if isinstance(src, Image.Image):
+        return LoadedImage(_normalise(src, name, max_pixels), name)
+    if isinstance(src, np.ndarray):
+        return LoadedImage(_from_array(src, name, max_pixels), name)
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return LoadedImage(_decode(bytes(src), name, max_pixels), name)
+    if isinstance(src, os.PathLike):
+        src = os.fspath(src)
+    if not isinstance(src, str):
+        raise ImageError(name, f"unsupported image type {type(src).__name__}")
+    if src.startswith("data:"):
+        return LoadedImage(_decode(_from_data_uri(src, name), name, max_pixels), name)
+    if src.startswith(("http://", "https://")):
+        if not allow_urls:
+            raise ImageError(name, "image URLs are off; pass allow_urls=True (CLI: --allow-urls)")
+        return LoadedImage(_decode(_download(src), name, max_pixels), name)
+    path = Path(src)
+    if path.is_file():
+        return LoadedImage(_open_file(path, name, max_pixels), name)
+    if path.is_dir():
+        raise ImageError(name, "is a directory; pass it in a list or use expand() to walk it")
+    if len(src) > 64 and _BASE64_RE.match(src):
+        try:
+            data = base64.b64decode(src, validate=False)
+        except (binascii.Error, ValueError) as e:
+            raise ImageError(name, f"not valid base64 ({e})") from None
+        return LoadedImage(_decode(data, name, max_pixels), name)
+    raise ImageError(name, "no such file (and not a URL, data URI or base64 image)")
+
+
+def load_images(
+    sources: ImageLike | Iterable[ImageLike],
+    *,
+    allow_urls: bool = False,
+    max_pixels: int | None = None,
+    skip_bad: bool = False,
+) -> Intake:
+    """Take in many images. With ``skip_bad`` a bad one is reported and skipped, not raised."""
+    images, errors = [], []
+    for src in expand(sources):
+        try:
+            images.append(load_image(src, allow_urls=allow_urls, max_pixels=max_pixels))
+        except ImageError as e:
+            if not skip_bad:
+                raise
+            errors.append(e)
+    return Intake(images, errors)
+
+
+def describe(src) -> str:
+    """A short human name for an image source, used in results and errors."""
+    if isinstance(src, (str, os.PathLike)):
+        s = os.fspath(src)
+        if s.startswith("data:"):
+            return f"<data URI, {len(s)} chars>"
+        if len(s) > 200:
+            return f"<string of {len(s)} chars>"
+        return s
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return f"<{len(src)} bytes>"
+    if isinstance(src, Image.Image):
+        return getattr(src, "filename", "") or f"<PIL image {src.width}x{src.height} {src.mode}>"
+    if isinstance(src, np.ndarray):
+        return f"<array {tuple(src.shape)} {src.dtype}>"
+    return f"<{type(src).__name__}>"
+
+
+def _open_file(path: Path, name: str, max_pixels: int) -> Image.Image:
+    if path.stat().st_size == 0:
+        raise ImageError(name, "empty file")
+    with open(path, "rb") as f:
+        return _decode(f.read(), name, max_pixels)
+
+
+def _decode(data: bytes, name: str, max_pixels: int) -> Image.Image:
+    if not data:
+        raise ImageError(name, "empty image data")
+    try:
+        with warnings.catch_warnings():
+            # We apply our own pixel limit below; PIL's warning would only be noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageError(name, "not an image (format not recognised)") from None
+    except Image.DecompressionBombError as e:
+        raise ImageError(name, f"refused as a decompression bomb ({e})") from None
+    except OSError as e:
+        raise ImageError(name, f"cannot be read: {e}") from None
+    return _normalise(img, name, max_pixels)
+
+
+def _normalise(img: Image.Image, name: str, max_pixels: int) -> Image.Image:
+    """First frame, pixel limit, full decode, EXIF orientation, RGB."""
+    pixels = img.width * img.height
+    if pixels > max_pixels:
+        raise ImageError(
+            name, f"{img.width}x{img.height} = {pixels:,} pixels is over the limit of {max_pixels:,}"
+        )
+    if getattr(img, "is_animated", False):
+        img.seek(0)  # animated GIF/WebP/APNG: the first frame stands for the image
+    try:
+        img.load()
+    except (OSError, SyntaxError, ValueError) as e:
+        # truncated or corrupt data surfaces only when pixels are decoded
+        raise ImageError(name, f"corrupt or truncated image data ({e})") from None
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001 - a broken EXIF block should not lose a readable image
+        pass
+    return _to_rgb(img, name)
+
+
+def _to_rgb(img: Image.Image, name: str) -> Image.Image:
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        mode = img.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        # composite on white: transparent pixels would otherwise turn black
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return _from_array(np.asarray(img), name, None)
+    try:
+        return img.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
+    except (ValueError, OSError) as e:
+        raise ImageError(name, f"cannot convert mode {mode} to RGB ({e})") from None
+
+
+def _from_array(arr: np.ndarray, name: str, max_pixels: int | None) -> Image.Image:
+    """HxW or HxWxC (C in 1, 3, 4) arrays; uint8 as is, uint16 and ints scaled, floats in [0, 1]."""
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+        raise ImageError(name, "array must be HxW, HxWx1, HxWx3 or HxWx4 (channels last)")
+    if arr.size == 0:
+        raise ImageError(name, "array is empty")
+    if max_pixels is not None and arr.shape[0] * arr.shape[1] > max_pixels:
+        raise ImageError(name, f"{arr.shape[1]}x{arr.shape[0]} pixels is over the limit of {max_pixels:,}")
+    if arr.dtype == np.uint8:
+        pass
+    elif arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * 255
+    elif np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise ImageError(name, "array holds NaN or infinite values")
+        if arr.min() < 0 or arr.max() > 1:
+            raise ImageError(name, "float arrays must hold values in [0, 1]")
+        arr = np.round(arr * 255).astype(np.uint8)
+    elif np.issubdtype(arr.dtype, np.integer):
+        top = 65535 if arr.max(initial=0) > 255 else 255
+        if arr.min(initial=0) < 0:
+            raise ImageError(name, "integer arrays must not be negative")
+        arr = np.round(arr.astype(np.float64) * (255 / top)).astype(np.uint8)
+    else:
+        raise ImageError(name, f"unsupported array dtype {arr.dtype}")
+    img = Image.fromarray(np.ascontiguousarray(arr))
+    return _to_rgb(img, name) if img.mode != "RGB" else img
+
+
+def _from_data_uri(uri: str, name: str) -> bytes:
+    header, sep, payload = uri.partition(",")
+    if not sep:
+        raise ImageError(name, "malformed data URI (no comma)")
+    if not header.startswith("data:image/") and header not in ("data:", "data:;base64"):
+        raise ImageError(name, f"data URI is not an image ({header[5:] or 'no type'})")
+    if not header.endswith(";base64"):
+        raise ImageError(name, "data URI must be base64-encoded")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise ImageError(name, f"data URI payload is not valid base64 ({e})") from None
+
+
+def _download(url: str) -> bytes:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - opt-in only
+            data = resp.read(MAX_DOWNLOAD_BYTES + 1)
+    except OSError as e:
+        raise ImageError(url, f"download failed: {e}") from None
+    if len(data) > MAX_DOWNLOAD_BYTES:
+        raise ImageError(url, f"download is over {MAX_DOWNLOAD_BYTES // 2**20} MiB")
+    return data

@@ -1,0 +1,145 @@
+"""The task vocabulary: names of tasks and the typed results every family returns.
+
+No model code here and no torch import: the CLI, the catalog and the server all use these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+TASKS: tuple[str, ...] = ("caption", "ask", "classify", "embed", "match", "retrieve", "ground")
+
+TASK_HELP: dict[str, str] = {
+    "caption": "describe an image (optionally continuing a text prompt)",
+    "ask": "answer a question about one or more images",
+    "classify": "zero-shot classification against free-text labels",
+    "embed": "vectors for images and texts in one shared space",
+    "match": "image-text match scores",
+    "retrieve": "top-k texts for an image or images for a text",
+    "ground": "boxes for a phrase in an image",
+}
+
+
+@dataclass(frozen=True)
+class Caption:
+    text: str
+    image: str  # name of the input image
+    prompt: str | None = None
+    num_tokens: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    question: str
+    images: tuple[str, ...]
+    num_tokens: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["images"] = list(self.images)
+        return d
+
+
+@dataclass(frozen=True)
+class ClassScores:
+    """Scores for each label, best first.
+
+    ``kind`` says how to read them: ``softmax`` scores sum to 1 over the labels (CLIP);
+    ``sigmoid`` scores are independent per label (SigLIP) and need not sum to 1.
+    """
+
+    image: str
+    labels: tuple[str, ...]
+    scores: tuple[float, ...]
+    kind: str
+
+    @property
+    def label(self) -> str:
+        return self.labels[0]
+
+    @property
+    def score(self) -> float:
+        return self.scores[0]
+
+    def top(self, k: int) -> list[tuple[str, float]]:
+        return list(zip(self.labels[:k], self.scores[:k]))
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(zip(self.labels, self.scores))
+
+    def to_dict(self) -> dict:
+        return {"image": self.image, "kind": self.kind, "scores": self.as_dict()}
+
+
+@dataclass(frozen=True, eq=False)
+class Embeddings:
+    """Unit-normalised vectors, one row per input, in the model's shared image-text space."""
+
+    vectors: np.ndarray  # (n, dim) float32
+    inputs: tuple[str, ...]  # image names or the texts
+    modality: str  # "image" or "text"
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def to_dicts(self) -> list[dict]:
+        return [
+            {"input": name, "modality": self.modality, "embedding": vec.tolist()}
+            for name, vec in zip(self.inputs, self.vectors)
+        ]
+
+
+@dataclass(frozen=True, eq=False)
+class MatchScores:
+    """Image-text scores, ``scores[i, j]`` for image i and text j.
+
+    ``kind``: ``cosine`` (dual encoders; in [-1, 1]), ``sigmoid`` (SigLIP's pairwise
+    probability), ``itm`` (BLIP's image-text-matching head probability).
+    """
+
+    scores: np.ndarray
+    images: tuple[str, ...]
+    texts: tuple[str, ...]
+    kind: str
+
+    def to_dicts(self) -> list[dict]:
+        return [
+            {"image": img, "text": txt, "kind": self.kind, "score": float(self.scores[i, j])}
+            for i, img in enumerate(self.images)
+            for j, txt in enumerate(self.texts)
+        ]
+
+
+@dataclass(frozen=True)
+class Hit:
+    index: int
+    item: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    query: str
+    hits: tuple[Hit, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict:
+        return {"query": self.query, "hits": [asdict(h) for h in self.hits]}
+
+
+@dataclass(frozen=True)
+class Box:
+    """Canonical box: pixel xyxy in the original image, plus the label it grounds."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    label: str = ""
