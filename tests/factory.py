@@ -122,7 +122,7 @@ def build_siglip(out: Path) -> Path:
     from transformers import SiglipConfig, SiglipImageProcessorPil, SiglipModel, SiglipProcessor
 
     torch.manual_seed(SEED)
-    max_length = 16
+    max_length = 32
     tok = siglip_tokenizer(out.parent / (out.name + "-spm"), max_length)
     cfg = SiglipConfig(
         text_config=dict(**_text_kwargs(len(tok)), max_position_embeddings=max_length,

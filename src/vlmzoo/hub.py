@@ -52,11 +52,22 @@ def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
     """True if a TCP connection to the hub endpoint opens within ``timeout`` seconds.
 
     Name resolution ignores socket timeouts, so the probe runs in a daemon thread that we stop
-    waiting for.
+    waiting for. The answer is kept per endpoint for the process: loading several models on an
+    offline machine costs one probe, not one each.
     """
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         return False
-    url = urlparse(hub_endpoint())
+    endpoint = hub_endpoint()
+    if endpoint not in _probed:
+        _probed[endpoint] = _probe(endpoint, timeout)
+    return _probed[endpoint]
+
+
+_probed: dict[str, bool] = {}
+
+
+def _probe(endpoint: str, timeout: float) -> bool:
+    url = urlparse(endpoint)
     host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
     result: list[bool] = []
 

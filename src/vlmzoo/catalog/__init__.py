@@ -43,8 +43,10 @@ def _index() -> dict[str, Entry]:
 
     def add(key: str, entry: Entry):
         key = key.lower()
-        if key in index and index[key] != entry:
-            raise ValueError(f"catalog name {key!r} is claimed twice")
+        if key in index:
+            if index[key].card.id != entry.card.id:
+                raise ValueError(f"catalog name {key!r} is claimed by {index[key].card.id} and {entry.card.id}")
+            return  # a checkpoint's own name or hub id wins over a card alias
         index[key] = entry
 
     for card in cards():

@@ -93,7 +93,7 @@ class Card(BaseModel):
     text: str
     objective: str
     loss: str
-    params_b: float | None  # None only for API models whose size is not published
+    params_b: float | None = None  # None only for API models whose size is not published
     token_limit: int | None
     resolution: str
     training_data: str

@@ -1,0 +1,425 @@
+"""The ``vlmzoo`` command line. Thin: parses, calls the Python API, prints.
+
+torch and transformers are imported only by commands that load a model, so ``vlmzoo --help``
+and ``vlmzoo models`` start fast.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from vlmzoo.errors import VlmzooError
+
+PROGRESS_THRESHOLD = 8  # show a progress bar above this many images
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, soft_wrap=not stderr)
+
+
+def _fail(message: str, code: int = 2):
+    _console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    sys.exit(code)
+
+
+class _Group(click.Group):
+    """Turns vlmzoo's own errors into one clean line instead of a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except VlmzooError as e:
+            _fail(str(e))
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="vlmzoo")
+def main():
+    """vlmzoo: the vision-language models people compare, behind one interface."""
+
+
+# -- catalog ---------------------------------------------------------------------------------
+
+CARD_COLUMNS = ("id", "kind", "architecture", "vision", "text", "objective", "loss", "params_b",
+                "token_limit", "resolution", "training_data", "license", "access", "tasks",
+                "multi_image", "any_resolution", "grounding_format", "languages", "family", "support")
+
+
+def _card_row(card) -> dict:
+    d = card.model_dump(include=set(CARD_COLUMNS))
+    return {k: d[k] for k in CARD_COLUMNS}
+
+
+def _fmt_params(b) -> str:
+    if b is None:
+        return "n/a"
+    return f"{b * 1000:.0f}M" if b < 1 else f"{b:.1f}B"
+
+
+def _tri(flag: str, help: str):
+    return click.option(f"--{flag}/--no-{flag}", default=None, help=help)
+
+
+@main.command()
+@click.option("--task", help="only models that do this task (caption, ask, classify, embed, match, retrieve, ground)")
+@click.option("--type", "kind", help="VLM, LMM or multimodal")
+@click.option("--arch", "architecture", help="dual encoder, vision-language bridge, unified transformer, cross-modal embedding")
+@click.option("--license", help="substring of the license, e.g. apache")
+@click.option("--max-params", help="largest size, e.g. 3B or 500M")
+@_tri("multi-image", "takes several images in one request")
+@_tri("any-resolution", "takes images at native resolution")
+@click.option("--language", help="ISO 639-1 code, e.g. en, zh")
+@click.option("--support", type=click.Choice(["supported", "planned", "unavailable"]), help="support in vlmzoo")
+@click.option("--wide", is_flag=True, help="add vision, text, objective, loss and data columns")
+@click.option("--json", "as_json", is_flag=True, help="print JSON (every field)")
+@click.option("--csv", "as_csv", is_flag=True, help="print CSV (every field)")
+def models(task, kind, architecture, license, max_params, multi_image, any_resolution, language,
+           support, wide, as_json, as_csv):
+    """List the model catalog as a comparison table, filtered."""
+    from vlmzoo import catalog
+    from vlmzoo.tasks import TASKS
+
+    if task and task not in TASKS:
+        _fail(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
+    try:
+        max_b = catalog.parse_params(max_params) if max_params else None
+    except ValueError as e:
+        _fail(str(e))
+    cards = catalog.filter_cards(task=task, kind=kind, architecture=architecture, license=license,
+                                 max_params_b=max_b, multi_image=multi_image,
+                                 any_resolution=any_resolution, language=language, support=support)
+    rows = [_card_row(c) for c in cards]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    elif as_csv:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=CARD_COLUMNS)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: ";".join(v) if isinstance(v, (list, tuple)) else v for k, v in r.items()})
+        click.echo(buf.getvalue(), nl=False)
+    else:
+        _console().print(_catalog_table(cards, wide))
+        if not cards:
+            _console(stderr=True).print("no model matches these filters")
+
+
+def _catalog_table(cards, wide: bool = False):
+    from rich.table import Table
+
+    table = Table(title=f"vlmzoo catalog ({len(cards)} models)", show_lines=wide)
+    cols = ["id", "type", "architecture", "params", "tokens", "license", "tasks", "multi-img", "any-res", "vlmzoo"]
+    if wide:
+        cols[3:3] = ["vision", "text", "objective", "loss", "resolution", "training data"]
+    for col in cols:
+        table.add_column(col, overflow="fold", no_wrap=col == "id")
+    for c in cards:
+        cells = {"id": c.id, "type": c.kind, "architecture": c.architecture, "vision": c.vision,
+                 "text": c.text, "objective": c.objective, "loss": c.loss, "resolution": c.resolution,
+                 "training data": c.training_data, "params": _fmt_params(c.params_b),
+                 "tokens": str(c.token_limit or "n/a"), "license": c.license, "tasks": ",".join(c.tasks),
+                 "multi-img": "yes" if c.multi_image else "no", "any-res": "yes" if c.any_resolution else "no",
+                 "vlmzoo": c.support}
+        table.add_row(*[cells[col] for col in cols])
+    return table
+
+
+@main.command()
+@click.argument("model_id")
+@click.option("--json", "as_json", is_flag=True, help="print the card as JSON")
+def show(model_id, as_json):
+    """Print one model card."""
+    from rich.table import Table
+
+    from vlmzoo import catalog
+
+    entry = catalog.get(model_id)
+    card = entry.card
+    if as_json:
+        click.echo(json.dumps(card.model_dump(mode="json"), indent=2))
+        return
+    table = Table(title=f"{card.name} ({card.id})", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    for key, value in card.model_dump().items():
+        if key in ("checkpoints", "sources", "corrections"):
+            continue
+        if isinstance(value, (list, tuple)):
+            value = ", ".join(value)
+        elif key == "params_b":
+            value = _fmt_params(value)
+        source = card.sources.get(key, "")
+        table.add_row(key, f"{value}" + (f"\n[dim]source: {source}[/]" if source else ""))
+    for ck in card.checkpoints:
+        tasks = ",".join(ck.tasks) if ck.tasks else ",".join(card.tasks)
+        table.add_row("checkpoint", f"{ck.name}: {ck.hub_id or '(API)'} [{tasks}] {_fmt_params(ck.params_b) if ck.params_b else ''}")
+    for corr in card.corrections:
+        table.add_row("correction", f"{corr.field}: seed said {corr.seed!r}, correct is {corr.corrected!r}. {corr.why}")
+    _console().print(table)
+
+
+# -- running models --------------------------------------------------------------------------
+
+def _model_options(f):
+    f = click.option("--model", "-m", required=True, help="catalog id, hub id or checkpoint folder")(f)
+    f = click.option("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if present)")(f)
+    f = click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None,
+                     help="default: float32 on CPU")(f)
+    f = click.option("--jsonl", is_flag=True, help="one JSON object per line instead of a table")(f)
+    f = click.option("--out", "-o", type=click.Path(dir_okay=False), help="write results to this file")(f)
+    f = click.option("--allow-urls", is_flag=True, help="let http(s) image URLs be fetched")(f)
+    f = click.option("--max-pixels", type=int, default=None, help="refuse images larger than this")(f)
+    f = click.option("--batch-size", type=int, default=None, help="images per forward pass")(f)
+    return f
+
+
+def _load(opts):
+    from vlmzoo.loading import load
+
+    with _console(stderr=True).status(f"loading {opts['model']}"):
+        model = load(opts["model"], device=opts["device"], dtype=opts["dtype"],
+                     allow_urls=opts["allow_urls"], max_pixels=opts["max_pixels"])
+    if opts.get("batch_size"):
+        if opts["batch_size"] < 1:
+            _fail(f"--batch-size must be at least 1, got {opts['batch_size']}")
+        model.batch_size = opts["batch_size"]
+    return model
+
+
+def _take(sources, opts):
+    from vlmzoo.images import load_images
+
+    if not sources:
+        _fail("no images given")
+    intake = load_images(list(sources), allow_urls=opts["allow_urls"], max_pixels=opts["max_pixels"], skip_bad=True)
+    return intake
+
+
+def _run_batched(model, images, fn, label: str) -> list:
+    """Calls ``fn`` on batches of images, with a progress bar when there are many."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from vlmzoo.engine.batching import chunks
+
+    results: list = []
+    step = max(1, model.batch_size)
+    if len(images) <= PROGRESS_THRESHOLD:
+        for batch in chunks(images, step):
+            results.extend(fn(list(batch)))
+        return results
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=_console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=len(images))
+        for batch in chunks(images, step):
+            results.extend(fn(list(batch)))
+            bar.advance(task, len(batch))
+    return results
+
+
+def _emit(rows: list[dict], opts, table_columns: tuple[str, ...]):
+    """Table to stdout, or JSON lines; with --out, written whole to a temp file then renamed."""
+    if opts.get("out") or opts.get("jsonl"):
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        if opts.get("out"):
+            _write_atomic(Path(opts["out"]), text)
+        else:
+            click.echo(text, nl=False)
+        return
+    from rich.table import Table
+
+    table = Table()
+    for c in table_columns:
+        table.add_column(c, overflow="fold")
+    for r in rows:
+        table.add_row(*[_cell(r.get(c)) for c in table_columns])
+    _console().print(table)
+
+
+def _cell(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return "" if v is None else str(v)
+
+
+def _write_atomic(path: Path, text: str):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _finish(errors) -> None:
+    """List images that were refused, and exit non-zero if there were any."""
+    if not errors:
+        return
+    con = _console(stderr=True)
+    con.print(f"[bold red]{len(errors)} image(s) skipped:[/]")
+    for e in errors:
+        con.print(f"  {e}", highlight=False)
+    sys.exit(1)
+
+
+@main.command()
+@click.argument("images", nargs=-1)
+@_model_options
+@click.option("--prompt", default=None, help="text for the caption to continue (conditional captioning)")
+@click.option("--max-new-tokens", type=int, default=30, show_default=True)
+def caption(images, prompt, max_new_tokens, **opts):
+    """Caption images or folders of images."""
+    model = _load(opts)
+    model.require("caption")
+    intake = _take(images, opts)
+    results = _run_batched(model, intake.images,
+                           lambda b: model.caption(b, prompt=prompt, max_new_tokens=max_new_tokens), "captioning")
+    _emit([r.to_dict() for r in results], opts, ("image", "text"))
+    _finish(intake.errors)
+
+
+@main.command()
+@click.argument("image")
+@click.argument("question")
+@_model_options
+@click.option("--max-new-tokens", type=int, default=30, show_default=True)
+def ask(image, question, max_new_tokens, **opts):
+    """Ask a question about an image."""
+    model = _load(opts)
+    model.require("ask")
+    intake = _take([image], opts)
+    _finish(intake.errors)
+    answer = model.ask(intake.images[0], question, max_new_tokens=max_new_tokens)
+    _emit([answer.to_dict()], opts, ("question", "text"))
+
+
+@main.command()
+@click.argument("images", nargs=-1)
+@_model_options
+@click.option("--labels", required=True, help="comma-separated class names, e.g. cat,dog")
+@click.option("--template", "templates", multiple=True,
+              help="prompt template with {} for the label (repeat to ensemble, or a set name: clip-imagenet-7)")
+@click.option("--top-k", type=int, default=None, help="keep the k best labels per image")
+def classify(images, labels, templates, top_k, **opts):
+    """Zero-shot classify images against free-text labels."""
+    label_list = [x.strip() for x in labels.split(",") if x.strip()]
+    if not label_list:
+        _fail("--labels is empty; give comma-separated class names")
+    model = _load(opts)
+    model.require("classify")
+    intake = _take(images, opts)
+    tmpl = (templates[0] if len(templates) == 1 else list(templates)) if templates else None
+    results = _run_batched(model, intake.images,
+                           lambda b: model.classify(b, label_list, templates=tmpl, top_k=top_k), "classifying")
+    rows = [{"image": r.image, "label": r.label, "score": r.score, "kind": r.kind, "scores": r.as_dict()}
+            for r in results]
+    _emit(rows, opts, ("image", "label", "score"))
+    _finish(intake.errors)
+
+
+@main.command()
+@click.argument("images", nargs=-1)
+@_model_options
+@click.option("--text", "texts", multiple=True, help="also embed this text (repeatable)")
+def embed(images, texts, **opts):
+    """Embed images (and texts) into the model's shared space."""
+    if not images and not texts:
+        _fail("give images and/or --text")
+    model = _load(opts)
+    model.require("embed")
+    rows, errors = [], []
+    if images:
+        intake = _take(images, opts)
+        errors = intake.errors
+        for emb in _run_batched(model, intake.images, lambda b: [model.embed_images(b)], "embedding"):
+            rows.extend(emb.to_dicts())
+    if texts:
+        rows.extend(model.embed_texts(list(texts)).to_dicts())
+    if not (opts.get("jsonl") or opts.get("out")):
+        for r in rows:
+            v = r.pop("embedding")
+            r["dim"], r["head"] = len(v), " ".join(f"{x:+.3f}" for x in v[:4]) + " ..."
+        _emit(rows, opts, ("input", "modality", "dim", "head"))
+    else:
+        _emit(rows, opts, ())
+    _finish(errors)
+
+
+@main.command()
+@click.argument("images", nargs=-1)
+@_model_options
+@click.option("--texts", required=True, help="comma-separated texts to score against each image")
+def match(images, texts, **opts):
+    """Score how well each text matches each image."""
+    text_list = [x.strip() for x in texts.split(",") if x.strip()]
+    if not text_list:
+        _fail("--texts is empty")
+    model = _load(opts)
+    model.require("match")
+    intake = _take(images, opts)
+    rows = []
+    for scores in _run_batched(model, intake.images, lambda b: [model.match(b, text_list)], "matching"):
+        rows.extend(scores.to_dicts())
+    _emit(rows, opts, ("image", "text", "score", "kind"))
+    _finish(intake.errors)
+
+
+# -- the main job ----------------------------------------------------------------------------
+
+DEMO_MODELS = (("clip-vit-b-32", "classify"), ("blip-base", "caption"))
+
+
+@main.command()
+@click.option("--models", "model_names", default=",".join(m for m, _ in DEMO_MODELS), show_default=True,
+              help="comma-separated models to try (dual encoders classify, captioners caption)")
+def demo(model_names):
+    """Print the catalog, then run the default models on sample photos.
+
+    Models whose weights cannot be had (no hub, no local copy) are reported in one line each.
+    """
+    from vlmzoo import catalog
+    from vlmzoo.errors import HubUnreachableError, UnknownModelError
+    from vlmzoo.samples import SAMPLES, sample_photos
+
+    con = _console()
+    con.print(_catalog_table(list(catalog.cards())))
+    photos = sample_photos()
+    con.print(f"\nSample photos: {', '.join(p.name for p in photos)} (from scikit-image)")
+    labels = list(SAMPLES.values()) + ["a dog", "a car"]
+    for name in [m.strip() for m in model_names.split(",") if m.strip()]:
+        try:
+            from vlmzoo.loading import load
+
+            model = load(name)
+        except HubUnreachableError:
+            con.print(f"[yellow]{name}: skipped[/], weights not available here (hub unreachable, no local "
+                      f"copy in the HF cache or $VLMZOO_MODELS_DIR)", highlight=False)
+            continue
+        except UnknownModelError as e:
+            con.print(f"[yellow]{name}: skipped[/], {e}", highlight=False)
+            continue
+        con.rule(f"{name}")
+        if "classify" in model.tasks:
+            for r in model.classify([str(p) for p in photos], labels):
+                con.print(f"{Path(r.image).name:16} {r.label:18} {r.score:.3f} ({r.kind})")
+        elif "caption" in model.tasks:
+            for r in model.caption([str(p) for p in photos]):
+                con.print(f"{Path(r.image).name:16} {r.text}")
+        else:
+            con.print(f"{name} does neither classify nor caption; its tasks: {', '.join(sorted(model.tasks))}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

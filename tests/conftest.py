@@ -1,0 +1,40 @@
+"""Shared fixtures: tiny checkpoints built once per session, sample photos, an offline hub."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import factory
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    """Tiny random checkpoints of every family, laid out as a local mirror of the hub."""
+    root = tmp_path_factory.mktemp("mirror")
+    paths = factory.build_all(root)
+    paths["root"] = root
+    return paths
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    """Tests never touch the network: the hub is declared offline, and no mirror is set."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("VLMZOO_MODELS_DIR", raising=False)
+
+
+@pytest.fixture
+def mirror(tiny, monkeypatch) -> Path:
+    """Point $VLMZOO_MODELS_DIR at the tiny checkpoints so catalog ids resolve to them."""
+    monkeypatch.setenv("VLMZOO_MODELS_DIR", str(tiny["root"]))
+    return tiny["root"]
+
+
+@pytest.fixture(scope="session")
+def photos() -> list[Path]:
+    """Real photos (scikit-image's), of different sizes."""
+    from vlmzoo.samples import sample_photos
+
+    return sample_photos()

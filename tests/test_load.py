@@ -1,0 +1,71 @@
+import time
+
+import pytest
+
+import vlmzoo
+from vlmzoo import hub
+from vlmzoo.errors import HubUnreachableError, UnknownModelError
+
+
+def test_unknown_name_suggests(monkeypatch):
+    with pytest.raises(UnknownModelError, match="Did you mean: clip-vit-b-32"):
+        vlmzoo.load("clip-vit-b32")
+
+
+def test_wrong_type_and_empty_name():
+    with pytest.raises(UnknownModelError, match="must be a string"):
+        vlmzoo.load(42)
+    with pytest.raises(UnknownModelError, match="empty"):
+        vlmzoo.load("  ")
+
+
+def test_catalog_id_without_weights_fails_fast_and_says_why(monkeypatch):
+    # not declared offline: the probe must find out by itself, quickly
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setenv("HF_HOME", "/nonexistent-hf-home")
+    hub._probed.clear()
+    t0 = time.monotonic()
+    with pytest.raises(HubUnreachableError, match="unreachable.*openai/clip-vit-base-patch32"):
+        vlmzoo.load("clip-vit-b-32")
+    assert time.monotonic() - t0 < 10  # the hub's own retries would take far longer
+
+
+def test_hub_id_not_in_catalog_goes_to_the_hub():
+    with pytest.raises(HubUnreachableError, match="someone/some-model"):
+        vlmzoo.load("someone/some-model")
+
+
+def test_planned_family_is_refused_clearly():
+    with pytest.raises(UnknownModelError, match="cannot load family 'molmo' yet"):
+        vlmzoo.load("molmo-7b-d")
+
+
+def test_folder_checks(tmp_path, tiny):
+    with pytest.raises(UnknownModelError, match="no config.json"):
+        vlmzoo.load(tmp_path)
+    (tmp_path / "config.json").write_text('{"model_type": "llama"}')
+    with pytest.raises(UnknownModelError, match="model_type 'llama'"):
+        vlmzoo.load(tmp_path)
+
+
+def test_pickled_weights_are_refused(tmp_path, tiny):
+    import shutil
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny["clip"], folder)
+    (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
+    with pytest.raises(UnknownModelError, match="no .safetensors weights"):
+        vlmzoo.load(folder)
+
+
+def test_device_and_dtype_can_be_set(tiny):
+    import torch
+
+    m = vlmzoo.load(tiny["clip"], dtype="bfloat16")
+    assert m.dtype == torch.bfloat16 and next(m.model.parameters()).dtype == torch.bfloat16
+    assert vlmzoo.load(tiny["clip"]).dtype == torch.float32
+    with pytest.raises(Exception, match="unknown dtype"):
+        vlmzoo.load(tiny["clip"], dtype="float8")
+    with pytest.raises(Exception, match="unknown device"):
+        vlmzoo.load(tiny["clip"], device="tpu")
