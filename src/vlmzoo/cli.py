@@ -24,7 +24,7 @@ PROGRESS_THRESHOLD = 8  # show a progress bar above this many images
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, soft_wrap=not stderr)
+    return Console(stderr=stderr, soft_wrap=True)  # never fold a file path or an error in two
 
 
 def _fail(message: str, code: int = 2):
@@ -170,16 +170,22 @@ def show(model_id, as_json):
 
 # -- running models --------------------------------------------------------------------------
 
+_MODEL_OPTIONS = (
+    click.option("--model", "-m", required=True, help="catalog id, hub id or checkpoint folder"),
+    click.option("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if present)"),
+    click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None,
+                 help="default: float32 on CPU"),
+    click.option("--batch-size", type=int, default=None, help="images per forward pass"),
+    click.option("--jsonl", is_flag=True, help="one JSON object per line instead of a table"),
+    click.option("--out", "-o", type=click.Path(dir_okay=False), help="write results to this file"),
+    click.option("--allow-urls", is_flag=True, help="let http(s) image URLs be fetched"),
+    click.option("--max-pixels", type=int, default=None, help="refuse images larger than this"),
+)
+
+
 def _model_options(f):
-    f = click.option("--model", "-m", required=True, help="catalog id, hub id or checkpoint folder")(f)
-    f = click.option("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if present)")(f)
-    f = click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None,
-                     help="default: float32 on CPU")(f)
-    f = click.option("--jsonl", is_flag=True, help="one JSON object per line instead of a table")(f)
-    f = click.option("--out", "-o", type=click.Path(dir_okay=False), help="write results to this file")(f)
-    f = click.option("--allow-urls", is_flag=True, help="let http(s) image URLs be fetched")(f)
-    f = click.option("--max-pixels", type=int, default=None, help="refuse images larger than this")(f)
-    f = click.option("--batch-size", type=int, default=None, help="images per forward pass")(f)
+    for option in reversed(_MODEL_OPTIONS):  # click lists options in decoration order, innermost last
+        f = option(f)
     return f
 
 
