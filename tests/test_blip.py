@@ -122,3 +122,28 @@ def test_catalog_checkpoint_names_load_the_right_head(mirror):
     assert vlmzoo.load("blip-base").tasks == {"caption"}
     assert vlmzoo.load("blip-vqa-base").tasks == {"ask"}
     assert vlmzoo.load("blip-itm-base-coco").tasks == {"match", "retrieve"}
+
+
+def test_vqa_takes_a_single_turn_chat(vqa, photos):
+    direct = vqa.ask(str(photos[0]), "how many cats?", max_new_tokens=NEW)
+    chat = [{"role": "user", "content": [{"type": "image", "image": str(photos[0])},
+                                          {"type": "text", "text": "how many cats?"}]}]
+    assert vqa.ask(messages=chat, max_new_tokens=NEW).text == direct.text
+    from vlmzoo.tasks import ImagePart, Message
+
+    msg = Message.user(ImagePart(str(photos[0])), "how many cats?")
+    assert vqa.ask(messages=[msg], max_new_tokens=NEW).text == direct.text
+    assert vqa.ask(messages=[Message.user(photos[0], "how many cats?")], max_new_tokens=NEW).text == direct.text
+
+
+def test_vqa_refuses_several_images_and_chats_clearly(vqa, photos):
+    from vlmzoo.tasks import Message
+
+    with pytest.raises(InputError, match="exactly one image per question, got 2"):
+        vqa.ask(messages=[Message.user(photos[0], photos[1], "which is bigger?")])
+    with pytest.raises(InputError, match="not a chat: got 2 messages"):
+        vqa.ask(messages=[Message.user(photos[0], "hi"), Message("assistant", ("hello",))])
+    with pytest.raises(InputError, match="role 'robot'"):
+        vqa.ask(messages=[{"role": "robot", "content": "hi"}])
+    with pytest.raises(InputError, match="non-empty list"):
+        vqa.ask(messages=[])

@@ -22,6 +22,89 @@ TASK_HELP: dict[str, str] = {
 }
 
 
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True, eq=False)
+class ImagePart:
+    """Marks a chat part as an image: a plain string in a message is always text."""
+
+    source: object  # anything vlmzoo.images takes in
+
+
+@dataclass(frozen=True, eq=False)
+class Message:
+    """One chat turn: a role and its parts in order, each a text (str) or an image.
+
+    ``Message.user(ImagePart("a.jpg"), "What is this?")``; a PIL image, array, bytes or
+    pathlib.Path part counts as an image too. ``parse_messages`` also takes OpenAI- and
+    transformers-style dicts.
+    """
+
+    role: str
+    parts: tuple
+
+    def __post_init__(self):
+        wrapped = tuple(p if isinstance(p, (str, ImagePart)) else ImagePart(p) for p in self.parts)
+        object.__setattr__(self, "parts", wrapped)
+
+    @classmethod
+    def user(cls, *parts) -> "Message":
+        return cls("user", tuple(parts))
+
+    @property
+    def text(self) -> str:
+        return " ".join(p for p in self.parts if isinstance(p, str))
+
+    @property
+    def images(self) -> tuple:
+        return tuple(p.source for p in self.parts if isinstance(p, ImagePart))
+
+
+def parse_messages(messages) -> list[Message]:
+    """Messages as Message objects, or dicts ``{"role", "content"}`` where content is a string
+    or a list of parts ``{"type": "text", "text"}`` / ``{"type": "image", "image"}`` /
+    ``{"type": "image_url", "image_url": {"url"}}``."""
+    from vlmzoo.errors import InputError
+
+    if not isinstance(messages, (list, tuple)) or not messages:
+        raise InputError("messages must be a non-empty list")
+    out = []
+    for i, m in enumerate(messages):
+        if isinstance(m, Message):
+            msg = m
+        elif isinstance(m, dict) and "role" in m and "content" in m:
+            msg = Message(m["role"], _parts(m["content"], i))
+        else:
+            raise InputError(f"messages[{i}] must be a Message or a dict with 'role' and 'content'")
+        if msg.role not in ROLES:
+            raise InputError(f"messages[{i}] has role {msg.role!r}; roles are {', '.join(ROLES)}")
+        if not msg.parts:
+            raise InputError(f"messages[{i}] is empty")
+        out.append(msg)
+    return out
+
+
+def _parts(content, i: int) -> tuple:
+    from vlmzoo.errors import InputError
+
+    if isinstance(content, str):
+        return (content,)
+    parts = []
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            parts.append(part["text"])
+        elif kind == "image" and ("image" in part or "url" in part or "path" in part):
+            parts.append(ImagePart(part.get("image") or part.get("url") or part.get("path")))
+        elif kind == "image_url":
+            url = part["image_url"]
+            parts.append(ImagePart(url["url"] if isinstance(url, dict) else url))
+        else:
+            raise InputError(f"messages[{i}] has a part vlmzoo cannot read: {str(part)[:80]}")
+    return tuple(parts)
+
+
 @dataclass(frozen=True)
 class Caption:
     text: str

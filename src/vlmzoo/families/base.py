@@ -84,7 +84,8 @@ class VLModel:
         self.require("caption")
         raise NotImplementedError
 
-    def ask(self, images, question, **gen):
+    def ask(self, images=None, question=None, *, messages=None, **gen):
+        """A question about images, or a chat (``messages``, see ``tasks.Message``)."""
         self.require("ask")
         raise NotImplementedError
 

@@ -21,7 +21,7 @@ from vlmzoo.engine.batching import chunks
 from vlmzoo.errors import InputError, UnknownModelError
 from vlmzoo.families.base import VLModel, as_text_list, is_single
 from vlmzoo.families.hf import load_model, load_processor, read_config
-from vlmzoo.tasks import Answer, Caption, MatchScores
+from vlmzoo.tasks import Answer, Caption, MatchScores, parse_messages
 
 # architecture in config.json -> (transformers class name, tasks it serves)
 HEADS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -97,11 +97,20 @@ class BlipModel(VLModel):
                     results.append(Caption(text.strip(), im.name, prompt, n_new, seconds))
         return results[0] if is_single(images) else results
 
-    def ask(self, images, question, **gen):
-        """One image per question. ``images`` and ``question`` are one each, or equal-length lists."""
+    def ask(self, images=None, question=None, *, messages=None, **gen):
+        """One image per question. ``images`` and ``question`` are one each, or equal-length lists.
+
+        ``messages`` is accepted when it is what BLIP can answer: one user turn with one image.
+        """
         import torch
 
         self.require("ask")
+        if messages is not None:
+            if images is not None or question is not None:
+                raise InputError("give either images and question, or messages, not both")
+            images, question = self._single_turn(messages)
+        if images is None or question is None:
+            raise InputError("ask needs images and a question (or messages)")
         opts = self._generation_options(gen)
         single = is_single(images) and isinstance(question, str)
         questions = as_text_list(question, "question")
@@ -126,6 +135,16 @@ class BlipModel(VLModel):
                         n_new = int((seq[1:] != self.model.config.text_config.pad_token_id).sum())
                         answers[i] = Answer(text.strip(), questions[i], (loaded[i].name,), n_new, seconds)
         return answers[0] if single else answers
+
+    def _single_turn(self, messages):
+        msgs = parse_messages(messages)
+        if len(msgs) != 1 or msgs[0].role != "user":
+            raise InputError(f"{self.name} answers one question, not a chat: got {len(msgs)} messages")
+        if len(msgs[0].images) != 1:
+            raise InputError(f"{self.name} takes exactly one image per question, got {len(msgs[0].images)}")
+        if not msgs[0].text.strip():
+            raise InputError("the message has no question text")
+        return msgs[0].images[0], msgs[0].text
 
     def match(self, images, texts) -> MatchScores:
         """ITM probability that each text describes each image: scores[i, j]."""
