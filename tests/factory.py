@@ -125,7 +125,7 @@ def build_siglip(out: Path) -> Path:
     max_length = 32
     tok = siglip_tokenizer(out.parent / (out.name + "-spm"), max_length)
     cfg = SiglipConfig(
-        text_config=dict(**_text_kwargs(len(tok)), max_position_embeddings=max_length,
+        text_config=dict(**_text_kwargs(len(tok)), max_position_embeddings=max_length, bos_token_id=None,
                          pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id),
         vision_config=_vision_kwargs(),
     )

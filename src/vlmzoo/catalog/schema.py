@@ -149,14 +149,3 @@ class Card(BaseModel):
                 f"card {self.id!r} says supported but family {self.family!r} has no code yet"
             )
         return self
-
-    def checkpoint(self, name: str | None = None) -> Checkpoint:
-        if name is None:
-            return self.checkpoints[0]
-        for c in self.checkpoints:
-            if name in (c.name, c.hub_id):
-                return c
-        raise KeyError(name)
-
-    def tasks_of(self, checkpoint: Checkpoint) -> tuple[str, ...]:
-        return checkpoint.tasks or self.tasks
