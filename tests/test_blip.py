@@ -108,12 +108,16 @@ def test_each_checkpoint_has_only_its_head(captioner, vqa, itm, photos):
 
 
 def test_bad_generation_requests(captioner, vqa, photos):
-    with pytest.raises(InputError, match="max_new_tokens must be at least 1"):
+    with pytest.raises(InputError, match="max_new_tokens must be an integer from 1 to 8192, got 0"):
         captioner.caption(str(photos[0]), max_new_tokens=0)
-    with pytest.raises(InputError, match="unknown generation option"):
-        captioner.caption(str(photos[0]), temperature=0.7)
-    with pytest.raises(InputError, match="2 images but 3 questions"):
+    with pytest.raises(InputError, match=r"unknown generation option\(s\) \['beam_width'\]"):
+        captioner.caption(str(photos[0]), beam_width=3)
+    with pytest.raises(InputError, match="top_p must be in"):
+        captioner.caption(str(photos[0]), temperature=0.7, top_p=1.5)
+    with pytest.raises(InputError, match="3 questions but 2 image entries"):
         vqa.ask([str(photos[0]), str(photos[1])], ["a?", "b?", "c?"])
+    with pytest.raises(InputError, match="exactly one image per question, got 2"):
+        vqa.ask([str(photos[0]), str(photos[1])], "which one is bigger?")
     with pytest.raises(InputError, match="question is empty"):
         vqa.ask(str(photos[0]), [])
 

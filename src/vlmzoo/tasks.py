@@ -110,8 +110,12 @@ class Caption:
     text: str
     image: str  # name of the input image
     prompt: str | None = None
-    num_tokens: int = 0
-    seconds: float = 0.0
+    num_tokens: int = 0  # new tokens generated
+    prompt_tokens: int = 0
+    seconds: float = 0.0  # wall time of the generate call this caption was part of
+    ttft: float = 0.0  # time to first token, seconds
+    tokens_per_s: float = 0.0  # decode speed after the first token
+    finish_reason: str = ""  # "stop" (end of sequence or a stop string) or "length"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -123,12 +127,32 @@ class Answer:
     question: str
     images: tuple[str, ...]
     num_tokens: int = 0
+    prompt_tokens: int = 0
     seconds: float = 0.0
+    ttft: float = 0.0
+    tokens_per_s: float = 0.0
+    finish_reason: str = ""
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["images"] = list(self.images)
         return d
+
+
+@dataclass(frozen=True, eq=False)
+class AskRequest:
+    """One ask: a chat (usually a single user turn) whose parts hold text and images."""
+
+    messages: tuple  # of Message
+
+    @property
+    def images(self) -> tuple:
+        return tuple(img for m in self.messages for img in m.images)
+
+    @property
+    def question(self) -> str:
+        users = [m for m in self.messages if m.role == "user"]
+        return users[-1].text if users else ""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import numpy as np
 
 from vlmzoo.errors import InputError, TaskNotSupportedError
 from vlmzoo.images import ImageLike, LoadedImage, expand, load_image
-from vlmzoo.tasks import Hit, MatchScores, Retrieval
+from vlmzoo.tasks import AskRequest, Hit, ImagePart, MatchScores, Message, Retrieval, parse_messages
 
 
 def is_single(images: Any) -> bool:
@@ -39,6 +39,42 @@ def as_text_list(texts: str | Iterable[str], what: str) -> list[str]:
     if bad:
         raise InputError(f"{what} must be strings; got {type(bad[0]).__name__} {bad[0]!r}")
     return texts
+
+
+def ask_requests(images, question, messages) -> tuple[list[AskRequest], bool]:
+    """The three ways to ask, as requests, and whether the caller gets one result back.
+
+    - ``ask(images, "q")``: one request; ``images`` is one image or several, all in one prompt.
+    - ``ask([imgs_1, imgs_2], ["q1", "q2"])``: a batch; each entry is one image or a list.
+    - ``ask(messages=[...])``: one chat; ``ask(messages=[[...], [...]])``: a batch of chats.
+    """
+    if messages is not None:
+        if images is not None or question is not None:
+            raise InputError("give either images and question, or messages, not both")
+        if isinstance(messages, (list, tuple)) and messages and all(isinstance(m, (list, tuple)) for m in messages):
+            return [AskRequest(tuple(parse_messages(chat))) for chat in messages], False
+        return [AskRequest(tuple(parse_messages(messages)))], True
+    if question is None:
+        raise InputError("ask needs a question (or messages)")
+    if isinstance(question, str):
+        if not question.strip():
+            raise InputError("question is empty")
+        imgs = [] if images is None else _image_list(images)
+        return [AskRequest((Message("user", (*map(ImagePart, imgs), question)),))], True
+    questions = as_text_list(question, "question")
+    entries = _image_list(images) if images is not None else [[] for _ in questions]
+    if len(entries) != len(questions):
+        raise InputError(f"{len(questions)} questions but {len(entries)} image entries; give one entry per question")
+    return [AskRequest((Message("user", (*map(ImagePart, _image_list(e)), q)),)) for e, q in zip(entries, questions)], False
+
+
+def _image_list(images) -> list:
+    """One image, a list of images, or a folder, as a list (a folder expands to its files)."""
+    if isinstance(images, (list, tuple)):
+        return list(images)
+    if isinstance(images, (str, os.PathLike)) and Path(images).is_dir():
+        return list(expand(images))
+    return [images]
 
 
 class VLModel:

@@ -11,17 +11,17 @@
 
 from __future__ import annotations
 
-import time
 from itertools import groupby
 from typing import ClassVar
 
 import numpy as np
 
 from vlmzoo.engine.batching import chunks
+from vlmzoo.engine.generation import GenerationOptions, new_token_count, timed_generate, trim_stop
 from vlmzoo.errors import InputError, UnknownModelError
-from vlmzoo.families.base import VLModel, as_text_list, is_single
+from vlmzoo.families.base import VLModel, as_text_list, ask_requests, is_single
 from vlmzoo.families.hf import load_model, load_processor, read_config
-from vlmzoo.tasks import Answer, Caption, MatchScores, parse_messages
+from vlmzoo.tasks import Answer, Caption, MatchScores
 
 # architecture in config.json -> (transformers class name, tasks it serves)
 HEADS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -29,7 +29,7 @@ HEADS: dict[str, tuple[str, tuple[str, ...]]] = {
     "BlipForQuestionAnswering": ("BlipForQuestionAnswering", ("ask",)),
     "BlipForImageTextRetrieval": ("BlipForImageTextRetrieval", ("match", "retrieve")),
 }
-DEFAULT_MAX_NEW_TOKENS = 30
+DEFAULT_MAX_NEW_TOKENS = 30  # BLIP captions and answers are short
 
 
 class BlipModel(VLModel):
@@ -60,91 +60,78 @@ class BlipModel(VLModel):
         px = self.processor.image_processor([im.image for im in images], return_tensors="pt")
         return px["pixel_values"].to(self.device, self.dtype)
 
-    def _generation_options(self, gen: dict) -> dict:
-        allowed = {"max_new_tokens", "num_beams", "min_new_tokens", "repetition_penalty"}
-        unknown = set(gen) - allowed
-        if unknown:
-            raise InputError(f"unknown generation option(s) {sorted(unknown)}; BLIP takes {sorted(allowed)}")
-        opts = {"max_new_tokens": DEFAULT_MAX_NEW_TOKENS, "do_sample": False}
-        opts.update(gen)
-        if opts["max_new_tokens"] < 1:
-            raise InputError(f"max_new_tokens must be at least 1, got {opts['max_new_tokens']}")
-        return opts
-
     def caption(self, images, prompt: str | None = None, **gen):
         import torch
 
         self.require("caption")
-        opts = self._generation_options(gen)
+        opts = GenerationOptions.from_kwargs(gen, DEFAULT_MAX_NEW_TOKENS)
         if prompt is not None and not isinstance(prompt, str):
             raise InputError(f"prompt must be a string, got {type(prompt).__name__}")
         loaded = self.take_images(images)
         results = []
         with torch.inference_mode():
             for batch in chunks(loaded, self.batch_size):
-                t0 = time.perf_counter()
                 inputs = {"pixel_values": self._pixels(batch)}
+                # the decoder starts from [DEC], or from the prompt with its final [SEP] dropped
+                start = 1
                 if prompt:
                     text = self.processor.tokenizer([prompt] * len(batch), return_tensors="pt")
                     inputs["input_ids"] = text["input_ids"].to(self.device)
                     inputs["attention_mask"] = text["attention_mask"].to(self.device)
-                out = self.model.generate(**inputs, **opts)
-                seconds = (time.perf_counter() - t0) / len(batch)
-                texts = self.processor.batch_decode(out, skip_special_tokens=True)
-                prompt_len = inputs["input_ids"].shape[1] - 1 if prompt else 1  # [SEP] dropped / bos
-                for im, seq, text in zip(batch, out, texts):
-                    n_new = int((seq[prompt_len:] != self.model.config.text_config.pad_token_id).sum())
-                    results.append(Caption(text.strip(), im.name, prompt, n_new, seconds))
+                    start = inputs["input_ids"].shape[1] - 1
+                out, timing = timed_generate(self.model.generate, opts, **inputs)
+                for im, row in zip(batch, self._rows(out, start, opts, timing, len(batch))):
+                    results.append(Caption(image=im.name, prompt=prompt, prompt_tokens=start, **row))
         return results[0] if is_single(images) else results
 
     def ask(self, images=None, question=None, *, messages=None, **gen):
-        """One image per question. ``images`` and ``question`` are one each, or equal-length lists.
+        """Short answers, one image per question (see ``base.ask_requests`` for the forms).
 
-        ``messages`` is accepted when it is what BLIP can answer: one user turn with one image.
+        A chat is accepted when it is what BLIP can answer: one user turn with one image.
         """
         import torch
 
         self.require("ask")
-        if messages is not None:
-            if images is not None or question is not None:
-                raise InputError("give either images and question, or messages, not both")
-            images, question = self._single_turn(messages)
-        if images is None or question is None:
-            raise InputError("ask needs images and a question (or messages)")
-        opts = self._generation_options(gen)
-        single = is_single(images) and isinstance(question, str)
-        questions = as_text_list(question, "question")
-        loaded = self.take_images(images)
-        if len(questions) == 1 and len(loaded) > 1:
-            questions = questions * len(loaded)
-        if len(questions) != len(loaded):
-            raise InputError(f"{len(loaded)} images but {len(questions)} questions; give one question per image")
+        requests, single = ask_requests(images, question, messages)
+        opts = GenerationOptions.from_kwargs(gen, DEFAULT_MAX_NEW_TOKENS)
+        for r in requests:
+            self._check_single_turn(r)
+        loaded = [self.take_images(r.images[0])[0] for r in requests]
+        questions = [r.question for r in requests]
         tokenized = [self.processor.tokenizer(q)["input_ids"] for q in questions]
         answers: list[Answer | None] = [None] * len(questions)
         order = sorted(range(len(questions)), key=lambda i: len(tokenized[i]))
         with torch.inference_mode():
             for _, same_len in groupby(order, key=lambda i: len(tokenized[i])):
                 for batch in chunks(list(same_len), self.batch_size):
-                    t0 = time.perf_counter()
                     ids = torch.tensor([tokenized[i] for i in batch], device=self.device)
-                    out = self.model.generate(pixel_values=self._pixels([loaded[i] for i in batch]),
-                                              input_ids=ids, attention_mask=torch.ones_like(ids), **opts)
-                    seconds = (time.perf_counter() - t0) / len(batch)
-                    texts = self.processor.batch_decode(out, skip_special_tokens=True)
-                    for i, seq, text in zip(batch, out, texts):
-                        n_new = int((seq[1:] != self.model.config.text_config.pad_token_id).sum())
-                        answers[i] = Answer(text.strip(), questions[i], (loaded[i].name,), n_new, seconds)
+                    out, timing = timed_generate(
+                        self.model.generate, opts, pixel_values=self._pixels([loaded[i] for i in batch]),
+                        input_ids=ids, attention_mask=torch.ones_like(ids))
+                    for i, row in zip(batch, self._rows(out, 1, opts, timing, len(batch))):
+                        answers[i] = Answer(question=questions[i], images=(loaded[i].name,),
+                                            prompt_tokens=len(tokenized[i]), **row)
         return answers[0] if single else answers
 
-    def _single_turn(self, messages):
-        msgs = parse_messages(messages)
+    def _rows(self, out, start: int, opts, timing, n: int):
+        """Text, token counts and timings for each generated row (BLIP echoes the decoder start)."""
+        cfg = self.model.config.text_config
+        texts = self.processor.batch_decode(out, skip_special_tokens=True)
+        for seq, text in zip(out, texts):
+            count, reason = new_token_count(seq[start:], cfg.pad_token_id, cfg.sep_token_id)
+            text, hit = trim_stop(text.strip(), opts.stop)
+            yield {"text": text.strip(), "num_tokens": count, "finish_reason": "stop" if hit else reason,
+                   "seconds": timing.end - timing.start, "ttft": timing.ttft(),
+                   "tokens_per_s": timing.decode_tokens_per_s(count) * n}
+
+    def _check_single_turn(self, request) -> None:
+        msgs = request.messages
         if len(msgs) != 1 or msgs[0].role != "user":
             raise InputError(f"{self.name} answers one question, not a chat: got {len(msgs)} messages")
         if len(msgs[0].images) != 1:
             raise InputError(f"{self.name} takes exactly one image per question, got {len(msgs[0].images)}")
         if not msgs[0].text.strip():
             raise InputError("the message has no question text")
-        return msgs[0].images[0], msgs[0].text
 
     def match(self, images, texts) -> MatchScores:
         """ITM probability that each text describes each image: scores[i, j]."""

@@ -1,0 +1,241 @@
+"""Generation options, timing and streaming shared by every generative family.
+
+Families turn requests into model inputs; this module owns what happens after: the options a
+user may pass (validated once, here), time to first token and decode speed, stop strings, and
+the streaming iterator.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field, fields
+
+from vlmzoo.errors import InputError
+
+DEFAULT_MAX_NEW_TOKENS = 64
+MAX_NEW_TOKENS_LIMIT = 8192
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """What a user may ask of generation. Greedy unless ``temperature`` > 0 or ``do_sample``."""
+
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    do_sample: bool = False
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    num_beams: int = 1
+    repetition_penalty: float | None = None
+    min_new_tokens: int | None = None
+
+    @classmethod
+    def from_kwargs(cls, gen: dict, default_max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> "GenerationOptions":
+        known = {f.name for f in fields(cls)}
+        unknown = set(gen) - known
+        if unknown:
+            raise InputError(f"unknown generation option(s) {sorted(unknown)}; options: {sorted(known)}")
+        gen = dict(gen)
+        gen.setdefault("max_new_tokens", default_max_new_tokens)
+        if isinstance(gen.get("stop"), str):
+            gen["stop"] = (gen["stop"],)
+        if gen.get("stop") is not None:
+            gen["stop"] = tuple(gen["stop"])
+        else:
+            gen.pop("stop", None)
+        opts = cls(**gen)
+        opts.validate()
+        return opts
+
+    def validate(self) -> None:
+        if not isinstance(self.max_new_tokens, int) or not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
+            raise InputError(f"max_new_tokens must be an integer from 1 to {MAX_NEW_TOKENS_LIMIT}, got {self.max_new_tokens!r}")
+        if self.temperature is not None and self.temperature < 0:
+            raise InputError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise InputError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k is not None and self.top_k < 1:
+            raise InputError(f"top_k must be >= 1, got {self.top_k}")
+        if self.num_beams < 1:
+            raise InputError(f"num_beams must be >= 1, got {self.num_beams}")
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            raise InputError(f"stop must be non-empty strings, got {list(self.stop)}")
+
+    @property
+    def sampling(self) -> bool:
+        return self.do_sample or bool(self.temperature)
+
+    def generate_kwargs(self) -> dict:
+        """Keyword arguments for ``model.generate`` (stop strings are applied by us, see trim_stop)."""
+        kw: dict = {"max_new_tokens": self.max_new_tokens, "do_sample": self.sampling, "num_beams": self.num_beams}
+        if self.sampling:
+            kw["temperature"] = self.temperature or 1.0
+            kw["top_p"] = self.top_p if self.top_p is not None else 1.0
+            kw["top_k"] = self.top_k if self.top_k is not None else 0
+        else:
+            # checkpoints ship sampling defaults in generation_config.json; greedy means greedy
+            kw.update(temperature=None, top_p=None, top_k=None)
+        if self.repetition_penalty is not None:
+            kw["repetition_penalty"] = self.repetition_penalty
+        if self.min_new_tokens is not None:
+            kw["min_new_tokens"] = self.min_new_tokens
+        return kw
+
+
+def trim_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
+    """Cut ``text`` at the first stop string; True if one was found."""
+    cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+@dataclass
+class Timing:
+    """Wall-clock marks of one generate call: start, first new token, end."""
+
+    start: float = field(default_factory=time.perf_counter)
+    first: float | None = None
+    end: float | None = None
+
+    def ttft(self) -> float:
+        return (self.first or self.end or self.start) - self.start
+
+    def decode_tokens_per_s(self, new_tokens: int) -> float:
+        if self.first is None or self.end is None or new_tokens < 2 or self.end <= self.first:
+            return 0.0
+        return (new_tokens - 1) / (self.end - self.first)
+
+
+class TimingStreamer:
+    """A ``generate`` streamer that records when the first new token arrives.
+
+    ``generate`` calls ``put`` once with the prompt, then once per decoding step; an optional
+    ``on_tokens`` callback receives each step's token ids (batch 1) for streaming.
+    """
+
+    def __init__(self, timing: Timing, on_tokens=None, has_prompt: bool = True):
+        self.timing = timing
+        self.on_tokens = on_tokens
+        self._skip = has_prompt
+
+    def put(self, value):
+        if self._skip:  # the prompt itself
+            self._skip = False
+            return
+        if self.timing.first is None:
+            self.timing.first = time.perf_counter()
+        if self.on_tokens is not None:
+            self.on_tokens(value.reshape(-1).tolist())
+
+    def end(self):
+        self.timing.end = time.perf_counter()
+
+
+class TextStream:
+    """Iterates over text pieces as they are decoded; ``result`` holds the final answer.
+
+    The producer runs ``generate`` in a thread and calls ``push`` with token ids; pieces are
+    decoded incrementally so multi-byte characters and word pieces come out whole.
+    """
+
+    _DONE = object()
+
+    def __init__(self, decode, stop: tuple[str, ...] = ()):
+        self._decode = decode
+        self._stop = stop
+        self._queue: queue.Queue = queue.Queue()
+        self._ids: list[int] = []
+        self._emitted = ""
+        self._stopped = False
+        self.result = None
+        self._error: BaseException | None = None
+
+    def push(self, ids: list[int]) -> None:
+        if self._stopped:
+            return
+        self._ids.extend(ids)
+        text = self._decode(self._ids)
+        if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for the next token
+            return
+        text, hit = trim_stop(text, self._stop) if self._stop else (text, False)
+        if hit:
+            self._stopped = True
+        elif self._stop:
+            # hold back what could be the start of a stop string
+            hold = max((len(s) - 1 for s in self._stop), default=0)
+            text = text[: max(len(self._emitted), len(text) - hold)]
+        if len(text) > len(self._emitted) and text.startswith(self._emitted):
+            self._queue.put(text[len(self._emitted):])
+            self._emitted = text
+
+    def finish(self, result=None, error: BaseException | None = None) -> None:
+        self.result, self._error = result, error
+        if result is not None and len(result.text) > len(self._emitted) and result.text.startswith(self._emitted):
+            self._queue.put(result.text[len(self._emitted):])  # whatever was held back
+        self._queue.put(self._DONE)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    def __iter__(self):
+        while True:
+            item = self._queue.get()
+            if item is self._DONE:
+                if self._error is not None:
+                    raise self._error
+                return
+            yield item
+
+
+def run_in_thread(stream: TextStream, work) -> TextStream:
+    """Run ``work()`` (which returns the final result) in a thread feeding ``stream``."""
+
+    def target():
+        try:
+            stream.finish(result=work())
+        except BaseException as e:  # noqa: BLE001 - re-raised in the consumer's thread
+            stream.finish(error=e)
+
+    threading.Thread(target=target, daemon=True, name="vlmzoo-generate").start()
+    return stream
+
+
+def timed_generate(generate, opts: GenerationOptions, *, tokenizer=None, on_tokens=None, **inputs):
+    """``generate(**inputs)`` with the user's options, seeded if asked, and timed.
+
+    Returns (output ids, Timing). Stop strings end a row early inside generate (per row in a
+    batch); the caller still trims the decoded text with ``trim_stop``.
+    """
+    import torch
+
+    timing = Timing()
+    kw = opts.generate_kwargs()
+    if opts.stop and tokenizer is not None:
+        kw.update(stop_strings=list(opts.stop), tokenizer=tokenizer)
+    if opts.num_beams == 1:  # transformers refuses streamers with beam search
+        kw["streamer"] = TimingStreamer(timing, on_tokens)
+    with torch.random.fork_rng(devices=[]):
+        if opts.seed is not None:
+            torch.manual_seed(opts.seed)
+        out = generate(**inputs, **kw)
+    timing.end = timing.end or time.perf_counter()
+    return out, timing
+
+
+def new_token_count(new_ids, pad_id: int | None, eos_ids) -> tuple[int, str]:
+    """Tokens a row really generated (padding after its end dropped) and why it ended.
+
+    ``new_ids``: the row's ids after the prompt. ``eos_ids``: an id or a collection of ids.
+    """
+    ids = [int(t) for t in new_ids]
+    eos = {eos_ids} if isinstance(eos_ids, int) else set(eos_ids or ())
+    for i, t in enumerate(ids):
+        if t in eos:
+            return i + 1, "stop"
+    while ids and pad_id is not None and ids[-1] == pad_id and pad_id not in eos:
+        ids.pop()
+    return len(ids), "length"
