@@ -69,3 +69,23 @@ def test_device_and_dtype_can_be_set(tiny):
         vlmzoo.load(tiny["clip"], dtype="float8")
     with pytest.raises(Exception, match="unknown device"):
         vlmzoo.load(tiny["clip"], device="tpu")
+
+
+def test_too_large_for_this_machine_fails_before_download(monkeypatch):
+    from vlmzoo.engine import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 1 * 2**30)
+    # the memory check must come before any attempt to fetch the weights
+    monkeypatch.setattr(hub, "download", lambda *a, **k: pytest.fail("tried to download"))
+    with pytest.raises(memory.InsufficientMemoryError, match=r"blip-large needs about 2\.1 GiB in float32.*bfloat16"):
+        vlmzoo.load("blip-large")  # 0.47B parameters x 4 bytes x 1.2
+
+
+def test_memory_estimate_reads_local_weights(tiny, monkeypatch):
+    from vlmzoo.engine import memory
+
+    params = memory.params_from_weights(tiny["clip"])
+    assert 0 < params < 0.001  # a tiny checkpoint: well under a million parameters
+    monkeypatch.setattr(memory, "available_bytes", lambda: 1000)
+    with pytest.raises(memory.InsufficientMemoryError, match="1000|0.0 GiB is available"):
+        vlmzoo.load(tiny["clip"])

@@ -102,6 +102,15 @@ def download(hub_id: str, revision: str | None = None) -> Path:
         raise HubUnreachableError(f"cannot fetch {hub_id!r} from the hub: {e}") from None
 
 
-def resolve(hub_id: str, revision: str | None = None, models_dir=None) -> Path:
-    """A local folder holding ``hub_id``: mirror, then cache, then download."""
-    return mirror_path(hub_id, models_dir) or cached_snapshot(hub_id, revision) or download(hub_id, revision)
+def resolve(hub_id: str, revision: str | None = None, models_dir=None, before_download=None) -> Path:
+    """A local folder holding ``hub_id``: mirror, then cache, then download.
+
+    ``before_download()`` runs only when a download is needed (e.g. to refuse a model that
+    would not fit before fetching gigabytes of it).
+    """
+    local = mirror_path(hub_id, models_dir) or cached_snapshot(hub_id, revision)
+    if local is not None:
+        return local
+    if before_download is not None:
+        before_download()
+    return download(hub_id, revision)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from vlmzoo import catalog, hub
 from vlmzoo.engine.device import pick_device, pick_dtype
+from vlmzoo.engine.memory import check_fits, params_from_weights
 from vlmzoo.errors import UnknownModelError
 from vlmzoo.families import FAMILIES, MODEL_TYPES, family_class
 from vlmzoo.families.base import VLModel
@@ -41,23 +42,28 @@ def load(
     name = os.fspath(name)
     if not name.strip():
         raise UnknownModelError("model name is empty")
-    path, entry = _locate(name, revision, models_dir)
+    device = pick_device(device)
+    torch_dtype = pick_dtype(dtype, device)
+    dtype_name = str(torch_dtype).removeprefix("torch.")
+    path, entry = _locate(name, revision, models_dir, dtype_name, device)
     family = entry.card.family if entry else _family_of_folder(path)
     cls = family_class(family)
-    device = pick_device(device)
+    shown = entry.checkpoint.name if entry else name
+    # before loading, from the weight files' headers: the truth for whatever is on disk
+    check_fits(shown, params_from_weights(path), dtype_name, device)
     return cls.from_pretrained(
         path,
-        name=entry.checkpoint.name if entry else name,
+        name=shown,
         card=entry.card if entry else None,
         checkpoint=entry.checkpoint if entry else None,
         device=device,
-        dtype=pick_dtype(dtype, device),
+        dtype=torch_dtype,
         allow_urls=allow_urls,
         max_pixels=max_pixels,
     )
 
 
-def _locate(name: str, revision, models_dir) -> tuple[Path, "catalog.Entry | None"]:
+def _locate(name: str, revision, models_dir, dtype_name: str, device: str) -> tuple[Path, "catalog.Entry | None"]:
     local = Path(name).expanduser()
     if local.is_dir():
         if not (local / "config.json").is_file():
@@ -73,7 +79,9 @@ def _locate(name: str, revision, models_dir) -> tuple[Path, "catalog.Entry | Non
                 f"{name} is in the catalog (support: {entry.card.support}) but vlmzoo cannot load "
                 f"family {entry.card.family!r} yet"
             )
-        return hub.resolve(entry.checkpoint.hub_id, revision, models_dir), entry
+        params = entry.checkpoint.params_b or entry.card.params_b
+        fits = lambda: check_fits(entry.checkpoint.name, params, dtype_name, device)  # noqa: E731
+        return hub.resolve(entry.checkpoint.hub_id, revision, models_dir, before_download=fits), entry
     if _HUB_ID.match(hub_name):
         return hub.resolve(hub_name, revision, models_dir), None
     raise UnknownModelError(f"unknown model {name!r}: not a folder, catalog name or hub id." + catalog.suggestion(name))
