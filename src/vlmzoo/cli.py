@@ -189,6 +189,27 @@ def _model_options(f):
     return f
 
 
+_GENERATION_OPTIONS = (
+    click.option("--max-new-tokens", type=int, default=None, help="default: the family's (BLIP 30, chat models 64)"),
+    click.option("--temperature", type=float, default=None, help="> 0 samples; default greedy"),
+    click.option("--top-p", type=float, default=None),
+    click.option("--seed", type=int, default=None, help="makes sampling repeatable"),
+    click.option("--stop", multiple=True, help="stop at this string (repeatable)"),
+)
+
+
+def _generation_options(f):
+    for option in reversed(_GENERATION_OPTIONS):
+        f = option(f)
+    return f
+
+
+def _gen_kwargs(max_new_tokens, temperature, top_p, seed, stop) -> dict:
+    given = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
+             "seed": seed, "stop": list(stop) or None}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def _load(opts):
     from vlmzoo.loading import load
 
@@ -284,31 +305,44 @@ def _finish(errors) -> None:
 @click.argument("images", nargs=-1)
 @_model_options
 @click.option("--prompt", default=None, help="text for the caption to continue (conditional captioning)")
-@click.option("--max-new-tokens", type=int, default=30, show_default=True)
-def caption(images, prompt, max_new_tokens, **opts):
+@_generation_options
+def caption(images, prompt, max_new_tokens, temperature, top_p, seed, stop, **opts):
     """Caption images or folders of images."""
     model = _load(opts)
     model.require("caption")
+    gen = _gen_kwargs(max_new_tokens, temperature, top_p, seed, stop)
     intake = _take(images, opts)
-    results = _run_batched(model, intake.images,
-                           lambda b: model.caption(b, prompt=prompt, max_new_tokens=max_new_tokens), "captioning")
+    results = _run_batched(model, intake.images, lambda b: model.caption(b, prompt=prompt, **gen), "captioning")
     _emit([r.to_dict() for r in results], opts, ("image", "text"))
     _finish(intake.errors)
 
 
 @main.command()
-@click.argument("image")
+@click.argument("images", nargs=-1)
 @click.argument("question")
 @_model_options
-@click.option("--max-new-tokens", type=int, default=30, show_default=True)
-def ask(image, question, max_new_tokens, **opts):
-    """Ask a question about an image."""
+@_generation_options
+@click.option("--stream", is_flag=True, help="print the answer as it is generated")
+def ask(images, question, max_new_tokens, temperature, top_p, seed, stop, stream, **opts):
+    """Ask a question about one or more images (all in one prompt)."""
     model = _load(opts)
     model.require("ask")
-    intake = _take([image], opts)
-    _finish(intake.errors)
-    answer = model.ask(intake.images[0], question, max_new_tokens=max_new_tokens)
-    _emit([answer.to_dict()], opts, ("question", "text"))
+    gen = _gen_kwargs(max_new_tokens, temperature, top_p, seed, stop)
+    intake = _take(images, opts) if images else None
+    if intake is not None:
+        _finish(intake.errors)  # a question about a missing image has no answer worth giving
+    loaded = intake.images if intake else None
+    if stream:
+        pieces = model.ask(loaded, question, stream=True, **gen)
+        for piece in pieces:
+            click.echo(piece, nl=False)
+        click.echo()
+        answer = pieces.result
+        if opts.get("out") or opts.get("jsonl"):
+            _emit([answer.to_dict()], {**opts, "jsonl": not opts.get("out")}, ())
+        return
+    answer = model.ask(loaded, question, **gen)
+    _emit([answer.to_dict()], opts, ("question", "text", "num_tokens", "ttft", "tokens_per_s"))
 
 
 @main.command()
