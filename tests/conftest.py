@@ -38,3 +38,14 @@ def photos() -> list[Path]:
     from vlmzoo.samples import sample_photos
 
     return sample_photos()
+
+
+@pytest.fixture(scope="session")
+def tiny_prompted(tmp_path_factory) -> dict[str, Path]:
+    """Tiny checkpoints of the prompted generative families (BLIP-2, GIT, PaliGemma, ...)."""
+    import factory_prompted
+
+    root = tmp_path_factory.mktemp("mirror-prompted")
+    paths = factory_prompted.build_all_prompted(root)
+    paths["root"] = root
+    return paths

@@ -51,7 +51,7 @@ def load(
     shown = entry.checkpoint.name if entry else name
     # before loading, from the weight files' headers: the truth for whatever is on disk
     check_fits(shown, params_from_weights(path), dtype_name, device)
-    return cls.from_pretrained(
+    model = cls.from_pretrained(
         path,
         name=shown,
         card=entry.card if entry else None,
@@ -61,6 +61,10 @@ def load(
         allow_urls=allow_urls,
         max_pixels=max_pixels,
     )
+    if entry is not None and entry.checkpoint.tasks:
+        # a fine-tuned checkpoint serves fewer tasks than its family (git-base-vqav2 only asks)
+        model.tasks = model.tasks & frozenset(entry.checkpoint.tasks)
+    return model
 
 
 def _locate(name: str, revision, models_dir, dtype_name: str, device: str) -> tuple[Path, "catalog.Entry | None"]:

@@ -250,3 +250,28 @@ class Box:
     x1: float
     y1: float
     label: str = ""
+
+    @classmethod
+    def from_fractions(cls, fx0: float, fy0: float, fx1: float, fy1: float, width: int, height: int,
+                       label: str = "") -> "Box":
+        """A box given as fractions of the image (0..1), in pixels, ordered and clamped to it."""
+        xs = sorted(min(max(v, 0.0), 1.0) * width for v in (fx0, fx1))
+        ys = sorted(min(max(v, 0.0), 1.0) * height for v in (fy0, fy1))
+        return cls(xs[0], ys[0], xs[1], ys[1], label)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Grounding:
+    """Boxes found for a phrase in one image, plus the model's raw output for inspection."""
+
+    image: str
+    phrase: str
+    boxes: tuple[Box, ...]
+    raw: str
+
+    def to_dict(self) -> dict:
+        return {"image": self.image, "phrase": self.phrase, "raw": self.raw,
+                "boxes": [b.to_dict() for b in self.boxes]}

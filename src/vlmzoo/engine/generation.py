@@ -137,8 +137,10 @@ class TimingStreamer:
 class TextStream:
     """Iterates over text pieces as they are decoded; ``result`` holds the final answer.
 
-    The producer runs ``generate`` in a thread and calls ``push`` with token ids; pieces are
-    decoded incrementally so multi-byte characters and word pieces come out whole.
+    The producer runs ``generate`` in a thread and calls ``push`` with token ids; each push
+    decodes everything so far and emits what is new, so word pieces and multi-byte characters
+    come out whole. One limit: if a model emits bytes that are not valid UTF-8, the final
+    decode can show replacement characters where earlier bytes were already streamed.
     """
 
     _DONE = object()

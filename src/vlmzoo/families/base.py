@@ -68,6 +68,19 @@ def ask_requests(images, question, messages) -> tuple[list[AskRequest], bool]:
     return [AskRequest((Message("user", (*map(ImagePart, _image_list(e)), q)),)) for e, q in zip(entries, questions)], False
 
 
+def single_question(request: AskRequest, model_name: str) -> str:
+    """For models that answer one question about one image: check the request is that, and
+    return its question text."""
+    msgs = request.messages
+    if len(msgs) != 1 or msgs[0].role != "user":
+        raise InputError(f"{model_name} answers one question, not a chat: got {len(msgs)} messages")
+    if len(msgs[0].images) != 1:
+        raise InputError(f"{model_name} takes exactly one image per question, got {len(msgs[0].images)}")
+    if not msgs[0].text.strip():
+        raise InputError("the message has no question text")
+    return msgs[0].text
+
+
 def _image_list(images) -> list:
     """One image, a list of images, or a folder, as a list (a folder expands to its files)."""
     if isinstance(images, (list, tuple)):

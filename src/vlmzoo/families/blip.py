@@ -19,7 +19,7 @@ import numpy as np
 from vlmzoo.engine.batching import chunks
 from vlmzoo.engine.generation import GenerationOptions, new_token_count, timed_generate, trim_stop
 from vlmzoo.errors import InputError, UnknownModelError
-from vlmzoo.families.base import VLModel, as_text_list, ask_requests, is_single
+from vlmzoo.families.base import VLModel, as_text_list, ask_requests, is_single, single_question
 from vlmzoo.families.hf import load_model, load_processor, read_config
 from vlmzoo.tasks import Answer, Caption, MatchScores
 
@@ -94,10 +94,8 @@ class BlipModel(VLModel):
         self.require("ask")
         requests, single = ask_requests(images, question, messages)
         opts = GenerationOptions.from_kwargs(gen, DEFAULT_MAX_NEW_TOKENS)
-        for r in requests:
-            self._check_single_turn(r)
+        questions = [single_question(r, self.name) for r in requests]
         loaded = [self.take_images(r.images[0])[0] for r in requests]
-        questions = [r.question for r in requests]
         tokenized = [self.processor.tokenizer(q)["input_ids"] for q in questions]
         answers: list[Answer | None] = [None] * len(questions)
         order = sorted(range(len(questions)), key=lambda i: len(tokenized[i]))
@@ -123,15 +121,6 @@ class BlipModel(VLModel):
             yield {"text": text.strip(), "num_tokens": count, "finish_reason": "stop" if hit else reason,
                    "seconds": timing.end - timing.start, "ttft": timing.ttft(),
                    "tokens_per_s": timing.decode_tokens_per_s(count) * n}
-
-    def _check_single_turn(self, request) -> None:
-        msgs = request.messages
-        if len(msgs) != 1 or msgs[0].role != "user":
-            raise InputError(f"{self.name} answers one question, not a chat: got {len(msgs)} messages")
-        if len(msgs[0].images) != 1:
-            raise InputError(f"{self.name} takes exactly one image per question, got {len(msgs[0].images)}")
-        if not msgs[0].text.strip():
-            raise InputError("the message has no question text")
 
     def match(self, images, texts) -> MatchScores:
         """ITM probability that each text describes each image: scores[i, j]."""

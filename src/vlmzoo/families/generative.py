@@ -1,0 +1,211 @@
+"""What every image-to-text generative family shares: requests to prompts, batches, generation
+with the shared options, token counts and timings, streaming, and the grounding flow.
+
+A family says how a request becomes its prompt string (a chat template, or a prompt format
+such as PaliGemma's ``caption en``), how a phrase becomes a grounding prompt, and how boxes
+are read back out of the generated text. Everything else lives here, once.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from vlmzoo.engine.batching import chunks
+from vlmzoo.engine.generation import (
+    GenerationOptions,
+    TextStream,
+    new_token_count,
+    run_in_thread,
+    timed_generate,
+    trim_stop,
+)
+from vlmzoo.errors import InputError
+from vlmzoo.families.base import VLModel, ask_requests, is_single
+from vlmzoo.families.hf import load_model, load_processor
+from vlmzoo.images import LoadedImage
+from vlmzoo.tasks import Answer, AskRequest, Caption, Grounding
+
+
+class GenerativeModel(VLModel):
+    tasks_served: ClassVar[tuple[str, ...]] = ("caption", "ask")
+    default_batch_size: ClassVar[int] = 4
+    # How many images one prompt may hold when no card says (a folder loaded by path).
+    multi_image: ClassVar[bool] = True
+    # Decoder-only models return prompt + new tokens; encoder-decoders only the new ones.
+    echoes_prompt: ClassVar[bool] = True
+    # transformers class to load; None means AutoModelForImageTextToText.
+    model_class: ClassVar[str | None] = None
+
+    def __init__(self, *, model, processor, **kwargs):
+        super().__init__(**kwargs)
+        self.model = model
+        self.processor = processor
+        if self.echoes_prompt:
+            # pad on the left so every row's next token follows its own prompt
+            self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+
+    @classmethod
+    def from_pretrained(cls, path, *, device, dtype, **kwargs):
+        import transformers
+
+        model_cls = getattr(transformers, cls.model_class or "AutoModelForImageTextToText")
+        model = load_model(model_cls, path, device=device, dtype=dtype)
+        return cls(model=model, processor=load_processor(path), path=path, device=device,
+                   dtype=dtype, tasks=cls.tasks_served, **kwargs)
+
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer
+
+    # -- what families say ----------------------------------------------------------------------
+
+    def prompt(self, request: AskRequest) -> str:  # pragma: no cover - every family overrides
+        raise NotImplementedError
+
+    def caption_prompt(self, prompt: str | None) -> str:  # pragma: no cover
+        """The model prompt that asks for a caption, continuing ``prompt`` if given."""
+        raise NotImplementedError
+
+    def ground_prompt(self, phrase: str) -> str:  # pragma: no cover - families with "ground"
+        raise NotImplementedError
+
+    def parse_boxes(self, text: str, size: tuple[int, int], inputs, phrase: str):  # pragma: no cover
+        raise NotImplementedError
+
+    def max_images(self) -> int | None:
+        """Images one prompt may hold: None for any number (from the card, else the family)."""
+        multi = self.card.multi_image if self.card is not None else self.multi_image
+        return None if multi else 1
+
+    def processor_kwargs(self) -> dict:
+        """Extra keyword arguments for the processor call (image size limits, splitting)."""
+        return {}
+
+    def encode(self, prompts: list[str], images: list[list[LoadedImage]]):
+        """Model inputs for a batch: prompts padded, images nested per prompt."""
+        kwargs = dict(text=prompts, padding=True, return_tensors="pt", **self.processor_kwargs())
+        if any(images):
+            kwargs["images"] = [[im.image for im in per] for per in images]
+        inputs = self.processor(**kwargs)
+        if "token_type_ids" in inputs and not self._accepts("token_type_ids"):
+            del inputs["token_type_ids"]  # BERT-style tokenizers add them; most models refuse them
+        return inputs.to(self.device)
+
+    def _accepts(self, name: str) -> bool:
+        import inspect
+
+        return name in inspect.signature(self.model.forward).parameters
+
+    def clean(self, text: str) -> str:
+        """Family hook: tidy a decoded answer (e.g. drop a task prefix)."""
+        return text.strip()
+
+    # -- tasks ----------------------------------------------------------------------------------
+
+    def ask(self, images=None, question=None, *, messages=None, stream: bool = False, **gen):
+        """Answer a question over images, or continue a chat (see ``base.ask_requests``).
+
+        ``stream=True`` returns a ``TextStream`` yielding text pieces as they are decoded; its
+        ``result`` is the Answer once the stream is exhausted.
+        """
+        self.require("ask")
+        requests, single = ask_requests(images, question, messages)
+        opts = GenerationOptions.from_kwargs(gen)
+        loaded = [self._take_request_images(r) for r in requests]
+        prompts = [self.prompt(r) for r in requests]
+        questions = [r.question for r in requests]
+        if stream:
+            if len(requests) != 1:
+                raise InputError("stream=True takes one request, not a batch")
+            return self._stream(prompts[0], loaded[0], questions[0], opts)
+        answers = []
+        for idx in chunks(range(len(requests)), self.batch_size):
+            answers.extend(self._generate([prompts[i] for i in idx], [loaded[i] for i in idx],
+                                          [questions[i] for i in idx], opts))
+        return answers[0] if single else answers
+
+    def caption(self, images, prompt: str | None = None, **gen):
+        """A caption per image; ``prompt`` is the family's caption instruction or prefix."""
+        self.require("caption")
+        if prompt is not None and not isinstance(prompt, str):
+            raise InputError(f"prompt must be a string, got {type(prompt).__name__}")
+        loaded = self.take_images(images)
+        opts = GenerationOptions.from_kwargs(gen)
+        text = self.caption_prompt(prompt)
+        results = []
+        for idx in chunks(range(len(loaded)), self.batch_size):
+            batch = [loaded[i] for i in idx]
+            for im, a in zip(batch, self._generate([text] * len(batch), [[im] for im in batch], [""] * len(batch), opts)):
+                results.append(Caption(a.text, im.name, prompt, a.num_tokens, a.prompt_tokens,
+                                       a.seconds, a.ttft, a.tokens_per_s, a.finish_reason))
+        return results[0] if is_single(images) else results
+
+    def ground(self, images, phrase: str, **gen):
+        """Boxes for ``phrase`` in each image, in pixels of the original image."""
+        self.require("ground")
+        if not isinstance(phrase, str) or not phrase.strip():
+            raise InputError("phrase must be a non-empty string")
+        loaded = self.take_images(images)
+        opts = GenerationOptions.from_kwargs(gen)
+        text = self.ground_prompt(phrase)
+        results = []
+        for im in loaded:
+            inputs = self.encode([text], [[im]])
+            raw = self._generate([text], [[im]], [phrase], opts, keep_special=True, inputs=inputs)[0].text
+            results.append(Grounding(im.name, phrase, tuple(self.parse_boxes(raw, im.image.size, inputs, phrase)), raw))
+        return results[0] if is_single(images) else results
+
+    # -- machinery ------------------------------------------------------------------------------
+
+    def _take_request_images(self, request: AskRequest) -> list[LoadedImage]:
+        limit = self.max_images()
+        n = len(request.images)
+        if limit is not None and n > limit:
+            raise InputError(f"{self.name} takes at most {limit} image(s) per prompt (per its card); got {n}")
+        return [self.take_images(src)[0] for src in request.images]
+
+    def _generate(self, prompts, images, questions, opts, on_tokens=None, keep_special=False,
+                  inputs=None) -> list[Answer]:
+        import torch
+
+        inputs = inputs if inputs is not None else self.encode(prompts, images)
+        prompt_len = inputs["input_ids"].shape[1]
+        with torch.inference_mode():
+            out, timing = timed_generate(self.model.generate, opts, tokenizer=self.tokenizer,
+                                         on_tokens=on_tokens, **inputs)
+        new = out[:, prompt_len:] if self.echoes_prompt else out
+        # grounding keeps special tokens: box markers are special tokens in several families
+        texts = self.tokenizer.batch_decode(new, skip_special_tokens=not keep_special)
+        eos = self._eos_ids()
+        mask = inputs.get("attention_mask")
+        answers = []
+        for row, (question, imgs, ids, text) in enumerate(zip(questions, images, new, texts)):
+            start = 0 if self.echoes_prompt else self._decoder_start_len()
+            count, reason = new_token_count(ids[start:], self.tokenizer.pad_token_id, eos)
+            text, hit = trim_stop(text, opts.stop)
+            answers.append(Answer(
+                text=text.strip() if keep_special else self.clean(text), question=question,
+                images=tuple(im.name for im in imgs), num_tokens=count,
+                prompt_tokens=int(mask[row].sum()) if mask is not None else prompt_len,
+                seconds=timing.end - timing.start, ttft=timing.ttft(),
+                tokens_per_s=timing.decode_tokens_per_s(count), finish_reason="stop" if hit else reason,
+            ))
+        return answers
+
+    def _decoder_start_len(self) -> int:
+        """Encoder-decoders begin their output with the decoder start token, not generated."""
+        return 1
+
+    def _eos_ids(self) -> set[int]:
+        eos = self.model.generation_config.eos_token_id
+        ids = set(eos) if isinstance(eos, (list, tuple)) else ({eos} if eos is not None else set())
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        return ids
+
+    def _stream(self, prompt, images, question, opts) -> TextStream:
+        stream = TextStream(lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True), opts.stop)
+        return run_in_thread(stream, lambda: self._generate([prompt], [images], [question], opts,
+                                                            on_tokens=stream.push)[0])
