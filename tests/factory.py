@@ -82,21 +82,22 @@ def siglip_tokenizer(tmp: Path, max_length: int):
 
 
 def bert_tokenizer():
-    """A WordPiece tokenizer laid out like BLIP's: BERT specials plus [DEC] (bos) and [ENC]."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    """A WordPiece vocabulary laid out like BLIP's: BERT specials, the corpus's characters (alone
+    and as ``##`` continuations) and whole words, plus [DEC] (bos) and [ENC].
+
+    Built by hand rather than with the tokenizers WordPiece trainer, whose output differs from
+    run to run: a tiny checkpoint must be the same every session.
+    """
+    import re
+
     from transformers import BertTokenizer
 
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(corpus(), trainers.WordPieceTrainer(vocab_size=300, special_tokens=specials,
-                                                                show_progress=False))
-    vocab = tok.get_vocab()
-    for extra in ("[DEC]", "[ENC]"):
-        vocab.setdefault(extra, len(vocab))
-    bert = BertTokenizer(vocab=vocab, bos_token="[DEC]", extra_special_tokens=["[ENC]"], model_max_length=64)
-    return bert
+    words = sorted({w for line in corpus() for w in re.findall(r"\w+|[^\w\s]", line.lower())})
+    chars = sorted({c for w in words for c in w})
+    pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + ["##" + c for c in chars]
+    pieces += [w for w in words if w not in pieces] + ["[DEC]", "[ENC]"]
+    vocab = {p: i for i, p in enumerate(pieces)}
+    return BertTokenizer(vocab=vocab, bos_token="[DEC]", extra_special_tokens=["[ENC]"], model_max_length=64)
 
 
 # -- checkpoints -----------------------------------------------------------------------------
