@@ -49,3 +49,14 @@ def tiny_prompted(tmp_path_factory) -> dict[str, Path]:
     paths = factory_prompted.build_all_prompted(root)
     paths["root"] = root
     return paths
+
+
+@pytest.fixture(scope="session")
+def tiny_chat(tmp_path_factory) -> dict[str, Path]:
+    """Tiny checkpoints of the chat-template families (LLaVA, Qwen2-VL, SmolVLM, ...)."""
+    import factory_chat
+
+    root = tmp_path_factory.mktemp("mirror-chat")
+    paths = factory_chat.build_all_chat(root)
+    paths["root"] = root
+    return paths

@@ -88,3 +88,16 @@ def test_text_without_boxes_gives_none():
     assert parse_paligemma_boxes("no objects", (10, 10)) == []
     assert parse_kosmos2_boxes("An image of a cat.", (10, 10)) == []
     assert parse_florence2_boxes("</s>cat</s>", (10, 10)) == []
+
+
+def test_draw_boxes_marks_a_copy(tmp_path):
+    from PIL import Image
+
+    from vlmzoo.draw import save_drawn
+
+    img = Image.new("RGB", (100, 80), "white")
+    out = save_drawn(img, [Box(10, 20, 50, 60, "cat")], tmp_path / "drawn.png")
+    drawn = Image.open(out)
+    assert drawn.size == (100, 80) and img.getpixel((10, 40)) == (255, 255, 255)  # original untouched
+    assert drawn.getpixel((10, 40)) != (255, 255, 255)  # left edge of the box
+    assert drawn.getpixel((30, 40)) == (255, 255, 255)  # inside stays clear

@@ -416,6 +416,35 @@ def match(images, texts, **opts):
     _finish(intake.errors)
 
 
+@main.command()
+@click.argument("image")
+@click.argument("phrase")
+@_model_options
+@click.option("--max-new-tokens", type=int, default=None)
+@click.option("--draw", "draw_path", type=click.Path(dir_okay=False), help="save a copy of the image with the boxes drawn")
+def ground(image, phrase, max_new_tokens, draw_path, **opts):
+    """Find boxes for a phrase in an image (pixel xyxy in the original image)."""
+    model = _load(opts)
+    model.require("ground")
+    intake = _take([image], opts)
+    _finish(intake.errors)
+    gen = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}
+    result = model.ground(intake.images[0], phrase, **gen)
+    rows = [{"image": result.image, "label": b.label, "x0": b.x0, "y0": b.y0, "x1": b.x1, "y1": b.y1}
+            for b in result.boxes]
+    if opts.get("jsonl") or opts.get("out"):
+        _emit([result.to_dict()], opts, ())
+    else:
+        _emit(rows, opts, ("label", "x0", "y0", "x1", "y1"))
+        if not rows:
+            _console(stderr=True).print(f"no box found; the model said: {result.raw!r}", highlight=False)
+    if draw_path:
+        from vlmzoo.draw import save_drawn
+
+        save_drawn(intake.images[0].image, result.boxes, draw_path)
+        _console(stderr=True).print(f"boxes drawn on {draw_path}", highlight=False)
+
+
 # -- the main job ----------------------------------------------------------------------------
 
 DEMO_MODELS = (("clip-vit-b-32", "classify"), ("blip-base", "caption"))

@@ -86,6 +86,9 @@ class GenerativeModel(VLModel):
     def encode(self, prompts: list[str], images: list[list[LoadedImage]]):
         """Model inputs for a batch: prompts padded, images nested per prompt."""
         kwargs = dict(text=prompts, padding=True, return_tensors="pt", **self.processor_kwargs())
+        bos = self.tokenizer.bos_token
+        if bos and all(p.startswith(bos) for p in prompts):
+            kwargs["add_special_tokens"] = False  # the template wrote the BOS already: never two
         if any(images):
             kwargs["images"] = [[im.image for im in per] for per in images]
         inputs = self.processor(**kwargs)

@@ -1,8 +1,10 @@
 """Qwen2-VL and Qwen2.5-VL: several images of any size in one prompt, boxes as text.
 
 - Native resolution: each image becomes (h/28) x (w/28) tokens after resizing to multiples of
-  28 within [min_pixels, max_pixels]. Set ``model.min_pixels`` / ``model.max_pixels`` to trade
-  detail for speed; None keeps the checkpoint's own limits.
+  28 within the processor's [min_pixels, max_pixels]. Set ``model.image_min_pixels`` /
+  ``model.image_max_pixels`` to trade detail for speed; None keeps the checkpoint's limits.
+  (``max_pixels`` given to ``vlmzoo.load`` is something else: the intake limit that refuses
+  oversized files before any resizing.)
 - Grounding, Qwen2-VL: asked with ``Find <|object_ref_start|>phrase<|object_ref_end|>``, it
   answers ``<|box_start|>(x1,y1),(x2,y2)<|box_end|>`` with coordinates normalised to [0, 1000).
 - Grounding, Qwen2.5-VL: boxes are absolute pixels of the *resized* image the model saw
@@ -36,17 +38,17 @@ class Qwen2VLModel(ChatModel):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.min_pixels: int | None = None
-        self.max_pixels: int | None = None
+        self.image_min_pixels: int | None = None
+        self.image_max_pixels: int | None = None
 
     def processor_kwargs(self) -> dict:
-        if self.min_pixels is None and self.max_pixels is None:
+        if self.image_min_pixels is None and self.image_max_pixels is None:
             return {}
         size = dict(self.processor.image_processor.size)
-        if self.min_pixels is not None:
-            size["shortest_edge"] = self.min_pixels
-        if self.max_pixels is not None:
-            size["longest_edge"] = self.max_pixels
+        if self.image_min_pixels is not None:
+            size["shortest_edge"] = self.image_min_pixels
+        if self.image_max_pixels is not None:
+            size["longest_edge"] = self.image_max_pixels
         return {"size": size}
 
     def ground_instruction(self, phrase: str) -> str:

@@ -1,0 +1,34 @@
+"""Draw canonical boxes onto a copy of an image (for ``vlmzoo ground --draw``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from vlmzoo.tasks import Box
+
+COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6")
+
+
+def draw_boxes(image: Image.Image, boxes: list[Box] | tuple[Box, ...]) -> Image.Image:
+    """A copy of ``image`` with each box outlined and labelled; the original is left alone."""
+    out = image.convert("RGB").copy()
+    pen = ImageDraw.Draw(out)
+    width = max(2, round(min(out.size) / 200))
+    for i, box in enumerate(boxes):
+        colour = COLOURS[i % len(COLOURS)]
+        pen.rectangle((box.x0, box.y0, box.x1, box.y1), outline=colour, width=width)
+        if box.label:
+            left, top, right, bottom = pen.textbbox((box.x0, box.y0), box.label)
+            y = max(0, box.y0 - (bottom - top) - 2)
+            pen.rectangle((box.x0, y, box.x0 + (right - left) + 4, y + (bottom - top) + 2), fill=colour)
+            pen.text((box.x0 + 2, y), box.label, fill="white")
+    return out
+
+
+def save_drawn(image: Image.Image, boxes, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draw_boxes(image, boxes).save(path)
+    return path
