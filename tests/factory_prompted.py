@@ -227,6 +227,22 @@ def build_blip2_opt(out: Path) -> Path:
     return _save(model, processor, out)
 
 
+def build_blip2_itm(out: Path) -> Path:
+    """BLIP-2's image-text matching checkpoint (blip2-itm-vit-g layout): vision tower, Q-Former
+    with its own BERT vocabulary, an ITM head; no language model and no image tokens in the text."""
+    from transformers import Blip2Config, Blip2ForImageTextRetrieval, Blip2Processor
+
+    torch.manual_seed(SEED)
+    tok = qformer_tokenizer()
+    # the ITM head needs a Q-Former that reads the text as well (use_qformer_text_input)
+    qformer = {**_qformer(len(tok)), "use_qformer_text_input": True}
+    cfg = Blip2Config(vision_config=_vision(), qformer_config=qformer, num_query_tokens=8,
+                      image_text_hidden_size=16)
+    model = Blip2ForImageTextRetrieval(cfg)
+    _widen(model)
+    return _save(model, Blip2Processor(image_processor=_blip_images(), tokenizer=tok), out)
+
+
 def build_blip2_t5(out: Path) -> Path:
     """Prompt "Question: <q> Answer:"; encoder-decoder, so the output is only the decoder's: it
     starts with <pad> (the decoder start) and does not echo the prompt."""
@@ -445,6 +461,7 @@ def build_all_prompted(root: Path) -> dict[str, Path]:
     return {
         "blip2_opt": build_blip2_opt(root / "Salesforce" / "blip2-opt-2.7b"),
         "blip2_t5": build_blip2_t5(root / "Salesforce" / "blip2-flan-t5-xl"),
+        "blip2_itm": build_blip2_itm(root / "Salesforce" / "blip2-itm-vit-g"),
         "instructblip": build_instructblip(root / "Salesforce" / "instructblip-vicuna-7b"),
         "git": build_git(root / "microsoft" / "git-base-coco"),
         "kosmos2": build_kosmos2(root / "microsoft" / "kosmos-2-patch14-224"),

@@ -153,3 +153,21 @@ def test_catalog_names_load_through_the_mirror_with_checkpoint_tasks(tiny_prompt
     assert git.tasks == {"caption"}
     with pytest.raises(TaskNotSupportedError, match="its tasks are: caption"):
         git.ask("x.jpg", "what?")
+
+
+def test_blip2_itm_equals_transformers_and_retrieves(tiny_prompted, photos):
+    m = vlmzoo.load(tiny_prompted["blip2_itm"])
+    assert m.tasks == {"match", "retrieve"}
+    texts = ["a cat", "an astronaut in a white suit on a sunny day"]
+    scores = m.match([str(p) for p in photos[:2]], texts)
+    model = transformers.Blip2ForImageTextRetrieval.from_pretrained(tiny_prompted["blip2_itm"]).eval()
+    proc = AutoProcessor.from_pretrained(tiny_prompted["blip2_itm"])
+    for i, photo in enumerate(photos[:2]):
+        for j, text in enumerate(texts):
+            inputs = proc(images=load_image(photo).image, text=text, return_tensors="pt")
+            with torch.no_grad():
+                logits = model(**inputs, use_image_text_matching_head=True).logits_per_image
+            assert scores.scores[i, j] == pytest.approx(logits.softmax(-1)[0, 1].item(), abs=1e-5)
+    assert len({round(float(x), 6) for x in scores.scores.ravel()}) > 1  # images and texts matter
+    hits = m.retrieve(images=[str(p) for p in photos[:2]], texts=texts, k=1)
+    assert [h.hits[0].index for h in hits] == [int(scores.scores[:, j].argmax()) for j in range(2)]
