@@ -95,9 +95,13 @@ class VLModel:
 
     family: ClassVar[str] = ""
     default_batch_size: ClassVar[int] = 16
+    tasks_served: ClassVar[tuple[str, ...]] = ()
+    model_class: ClassVar[str] = "AutoModel"  # the transformers class a checkpoint loads as
 
-    def __init__(self, *, name: str, path: Path, card=None, checkpoint=None, device: str, dtype,
-                 tasks: Iterable[str], allow_urls: bool = False, max_pixels: int | None = None):
+    def __init__(self, *, name: str, path: Path, model=None, processor=None, card=None, checkpoint=None,
+                 device: str, dtype, tasks: Iterable[str], allow_urls: bool = False, max_pixels: int | None = None):
+        self.model = model
+        self.processor = processor
         self.name = name
         self.path = path
         self.card = card
@@ -110,8 +114,16 @@ class VLModel:
         self.batch_size = self.default_batch_size
 
     @classmethod
-    def from_pretrained(cls, path: Path, **kwargs) -> "VLModel":  # pragma: no cover - abstract
-        raise NotImplementedError
+    def from_pretrained(cls, path: Path, *, device: str, dtype, model_class: str | None = None,
+                        tasks: Iterable[str] | None = None, **kwargs) -> "VLModel":
+        """Weights (safetensors, no Hub code) and processor from a checkpoint folder."""
+        import transformers
+
+        from vlmzoo.families.hf import load_model, load_processor
+
+        model = load_model(getattr(transformers, model_class or cls.model_class), path, device=device, dtype=dtype)
+        return cls(model=model, processor=load_processor(path), path=path, device=device, dtype=dtype,
+                   tasks=cls.tasks_served if tasks is None else tasks, **kwargs)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} tasks={sorted(self.tasks)} {self.device}/{self.dtype}>"

@@ -20,7 +20,7 @@ from vlmzoo.engine.batching import chunks
 from vlmzoo.engine.generation import GenerationOptions, new_token_count, timed_generate, trim_stop
 from vlmzoo.errors import InputError, UnknownModelError
 from vlmzoo.families.base import VLModel, as_text_list, ask_requests, is_single, single_question
-from vlmzoo.families.hf import load_model, load_processor, read_config
+from vlmzoo.families.hf import read_config
 from vlmzoo.tasks import Answer, Caption, MatchScores
 
 # architecture in config.json -> (transformers class name, tasks it serves)
@@ -36,15 +36,8 @@ class BlipModel(VLModel):
     family = "blip"
     default_batch_size: ClassVar[int] = 8
 
-    def __init__(self, *, model, processor, **kwargs):
-        super().__init__(**kwargs)
-        self.model = model
-        self.processor = processor
-
     @classmethod
-    def from_pretrained(cls, path, *, device, dtype, **kwargs):
-        import transformers
-
+    def from_pretrained(cls, path, **kwargs):
         archs = read_config(path).get("architectures") or []
         head = next((a for a in archs if a in HEADS), None)
         if head is None:
@@ -52,9 +45,7 @@ class BlipModel(VLModel):
                 f"{path}: BLIP checkpoint with architectures {archs}; vlmzoo serves {', '.join(HEADS)}"
             )
         cls_name, tasks = HEADS[head]
-        model = load_model(getattr(transformers, cls_name), path, device=device, dtype=dtype)
-        return cls(model=model, processor=load_processor(path), path=path, device=device,
-                   dtype=dtype, tasks=tasks, **kwargs)
+        return super().from_pretrained(path, model_class=cls_name, tasks=tasks, **kwargs)
 
     def _pixels(self, images):
         px = self.processor.image_processor([im.image for im in images], return_tensors="pt")

@@ -16,7 +16,7 @@ import numpy as np
 
 from vlmzoo.engine.batching import chunks
 from vlmzoo.families.base import VLModel, as_text_list
-from vlmzoo.families.hf import load_model, load_processor, read_config
+from vlmzoo.families.hf import read_config
 from vlmzoo.families.prompted import PromptedModel
 from vlmzoo.tasks import MatchScores
 
@@ -45,18 +45,7 @@ class Blip2MatchModel(VLModel):
     tasks_served: ClassVar[tuple[str, ...]] = ("match", "retrieve")
     default_batch_size: ClassVar[int] = 16
 
-    def __init__(self, *, model, processor, **kwargs):
-        super().__init__(**kwargs)
-        self.model = model
-        self.processor = processor
-
-    @classmethod
-    def from_pretrained(cls, path, *, device, dtype, **kwargs):
-        import transformers
-
-        model = load_model(getattr(transformers, ITM_ARCHITECTURE), path, device=device, dtype=dtype)
-        return cls(model=model, processor=load_processor(path), path=path, device=device, dtype=dtype,
-                   tasks=cls.tasks_served, **kwargs)
+    model_class: ClassVar[str] = ITM_ARCHITECTURE
 
     def match(self, images, texts) -> MatchScores:
         """ITM probability that each text describes each image: scores[i, j].

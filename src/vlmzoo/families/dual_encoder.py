@@ -15,7 +15,6 @@ import numpy as np
 from vlmzoo.engine.batching import chunks
 from vlmzoo.errors import InputError
 from vlmzoo.families.base import VLModel, as_text_list, is_single
-from vlmzoo.families.hf import load_model, load_processor
 from vlmzoo.images import LoadedImage
 from vlmzoo.prompts import resolve_templates
 from vlmzoo.tasks import ClassScores, Embeddings, MatchScores
@@ -29,19 +28,9 @@ class DualEncoderModel(VLModel):
     score_kind: ClassVar[str] = "softmax"
     default_template: ClassVar[str] = "a photo of a {}."
 
-    def __init__(self, *, model, processor, **kwargs):
+    def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.model = model
-        self.processor = processor
         self._label_cache: OrderedDict[tuple, object] = OrderedDict()
-
-    @classmethod
-    def from_pretrained(cls, path, *, device, dtype, **kwargs):
-        from transformers import AutoModel
-
-        model = load_model(AutoModel, path, device=device, dtype=dtype)
-        return cls(model=model, processor=load_processor(path), path=path, device=device,
-                   dtype=dtype, tasks=cls.tasks_served, **kwargs)
 
     # -- what subclasses may change --------------------------------------------------------
 

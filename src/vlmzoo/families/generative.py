@@ -21,7 +21,6 @@ from vlmzoo.engine.generation import (
 )
 from vlmzoo.errors import InputError
 from vlmzoo.families.base import VLModel, ask_requests, is_single
-from vlmzoo.families.hf import load_model, load_processor
 from vlmzoo.images import LoadedImage
 from vlmzoo.tasks import Answer, AskRequest, Caption, Grounding
 
@@ -33,27 +32,15 @@ class GenerativeModel(VLModel):
     multi_image: ClassVar[bool] = True
     # Decoder-only models return prompt + new tokens; encoder-decoders only the new ones.
     echoes_prompt: ClassVar[bool] = True
-    # transformers class to load; None means AutoModelForImageTextToText.
-    model_class: ClassVar[str | None] = None
+    model_class: ClassVar[str] = "AutoModelForImageTextToText"
 
-    def __init__(self, *, model, processor, **kwargs):
+    def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.model = model
-        self.processor = processor
         if self.echoes_prompt:
             # pad on the left so every row's next token follows its own prompt
             self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-
-    @classmethod
-    def from_pretrained(cls, path, *, device, dtype, **kwargs):
-        import transformers
-
-        model_cls = getattr(transformers, cls.model_class or "AutoModelForImageTextToText")
-        model = load_model(model_cls, path, device=device, dtype=dtype)
-        return cls(model=model, processor=load_processor(path), path=path, device=device,
-                   dtype=dtype, tasks=cls.tasks_served, **kwargs)
 
     @property
     def tokenizer(self):
