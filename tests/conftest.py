@@ -6,16 +6,37 @@ from pathlib import Path
 
 import pytest
 
-import factory
+
+def _mirror(tmp_path_factory, name: str, build_all) -> dict[str, Path]:
+    """Run a factory's ``build_all`` into a fresh folder laid out like a hub mirror."""
+    root = tmp_path_factory.mktemp(name)
+    paths = build_all(root)
+    paths["root"] = root
+    return paths
 
 
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory) -> dict[str, Path]:
-    """Tiny random checkpoints of every family, laid out as a local mirror of the hub."""
-    root = tmp_path_factory.mktemp("mirror")
-    paths = factory.build_all(root)
-    paths["root"] = root
-    return paths
+    """Tiny random CLIP, SigLIP and BLIP checkpoints."""
+    import factory
+
+    return _mirror(tmp_path_factory, "mirror", factory.build_all)
+
+
+@pytest.fixture(scope="session")
+def tiny_prompted(tmp_path_factory) -> dict[str, Path]:
+    """Tiny checkpoints of the prompted generative families (BLIP-2, GIT, PaliGemma, ...)."""
+    import factory_prompted
+
+    return _mirror(tmp_path_factory, "mirror-prompted", factory_prompted.build_all_prompted)
+
+
+@pytest.fixture(scope="session")
+def tiny_chat(tmp_path_factory) -> dict[str, Path]:
+    """Tiny checkpoints of the chat-template families (LLaVA, Qwen2-VL, SmolVLM, ...)."""
+    import factory_chat
+
+    return _mirror(tmp_path_factory, "mirror-chat", factory_chat.build_all_chat)
 
 
 @pytest.fixture(autouse=True)
@@ -38,25 +59,3 @@ def photos() -> list[Path]:
     from vlmzoo.samples import sample_photos
 
     return sample_photos()
-
-
-@pytest.fixture(scope="session")
-def tiny_prompted(tmp_path_factory) -> dict[str, Path]:
-    """Tiny checkpoints of the prompted generative families (BLIP-2, GIT, PaliGemma, ...)."""
-    import factory_prompted
-
-    root = tmp_path_factory.mktemp("mirror-prompted")
-    paths = factory_prompted.build_all_prompted(root)
-    paths["root"] = root
-    return paths
-
-
-@pytest.fixture(scope="session")
-def tiny_chat(tmp_path_factory) -> dict[str, Path]:
-    """Tiny checkpoints of the chat-template families (LLaVA, Qwen2-VL, SmolVLM, ...)."""
-    import factory_chat
-
-    root = tmp_path_factory.mktemp("mirror-chat")
-    paths = factory_chat.build_all_chat(root)
-    paths["root"] = root
-    return paths
