@@ -465,6 +465,6 @@ def build_all_prompted(root: Path) -> dict[str, Path]:
         "instructblip": build_instructblip(root / "Salesforce" / "instructblip-vicuna-7b"),
         "git": build_git(root / "microsoft" / "git-base-coco"),
         "kosmos2": build_kosmos2(root / "microsoft" / "kosmos-2-patch14-224"),
-        "florence2": build_florence2(root / "microsoft" / "Florence-2-base"),
+        "florence2": build_florence2(root / "florence-community" / "Florence-2-base"),
         "paligemma": build_paligemma(root / "google" / "paligemma-3b-mix-224"),
     }
