@@ -115,7 +115,7 @@ def test_single_image_models_refuse_two(models, photos):
 
 
 def test_tasks_follow_the_family(models, photos):
-    with pytest.raises(TaskNotSupportedError, match="caption, ground"):
+    with pytest.raises(TaskNotSupportedError, match="caption, detect, ground"):
         models["florence2"].ask(str(photos[0]), "what?")
     with pytest.raises(TaskNotSupportedError):
         models["blip2_opt"].ground(str(photos[0]), "a cat")
@@ -171,3 +171,19 @@ def test_blip2_itm_equals_transformers_and_retrieves(tiny_prompted, photos):
     assert len({round(float(x), 6) for x in scores.scores.ravel()}) > 1  # images and texts matter
     hits = m.retrieve(images=[str(p) for p in photos[:2]], texts=texts, k=1)
     assert [h.hits[0].index for h in hits] == [int(scores.scores[:, j].argmax()) for j in range(2)]
+
+
+def test_florence2_detects_everything_with_od(models, photos, tiny_prompted):
+    from click.testing import CliRunner
+
+    from vlmzoo.cli import main
+
+    g = models["florence2"].detect(str(photos[0]), max_new_tokens=12)
+    assert isinstance(g, Grounding) and g.phrase == "" and g.raw
+    w, h = load_image(photos[0]).image.size
+    assert all(0 <= b.x0 <= b.x1 <= w and 0 <= b.y0 <= b.y1 <= h for b in g.boxes)
+    with pytest.raises(TaskNotSupportedError, match="cannot 'detect'"):
+        models["paligemma"].detect(str(photos[0]))
+    res = CliRunner().invoke(main, ["detect", str(photos[0]), "--model", str(tiny_prompted["florence2"]),
+                                    "--max-new-tokens", "8", "--jsonl"])
+    assert res.exit_code == 0 and "boxes" in res.stdout

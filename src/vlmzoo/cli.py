@@ -416,20 +416,8 @@ def match(images, texts, **opts):
     _finish(intake.errors)
 
 
-@main.command()
-@click.argument("image")
-@click.argument("phrase")
-@_model_options
-@click.option("--max-new-tokens", type=int, default=None)
-@click.option("--draw", "draw_path", type=click.Path(dir_okay=False), help="save a copy of the image with the boxes drawn")
-def ground(image, phrase, max_new_tokens, draw_path, **opts):
-    """Find boxes for a phrase in an image (pixel xyxy in the original image)."""
-    model = _load(opts)
-    model.require("ground")
-    intake = _take([image], opts)
-    _finish(intake.errors)
-    gen = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}
-    result = model.ground(intake.images[0], phrase, **gen)
+def _run_boxes(result, opts, draw_path, image):
+    """Print boxes (table or JSON) and optionally draw them on a copy of the image."""
     rows = [{"image": result.image, "label": b.label, "x0": b.x0, "y0": b.y0, "x1": b.x1, "y1": b.y1}
             for b in result.boxes]
     if opts.get("jsonl") or opts.get("out"):
@@ -441,8 +429,43 @@ def ground(image, phrase, max_new_tokens, draw_path, **opts):
     if draw_path:
         from vlmzoo.draw import save_drawn
 
-        save_drawn(intake.images[0].image, result.boxes, draw_path)
+        save_drawn(image, result.boxes, draw_path)
         _console(stderr=True).print(f"boxes drawn on {draw_path}", highlight=False)
+
+
+_DRAW = click.option("--draw", "draw_path", type=click.Path(dir_okay=False),
+                     help="save a copy of the image with the boxes drawn")
+
+
+@main.command()
+@click.argument("image")
+@click.argument("phrase")
+@_model_options
+@click.option("--max-new-tokens", type=int, default=None)
+@_DRAW
+def ground(image, phrase, max_new_tokens, draw_path, **opts):
+    """Find boxes for a phrase in an image (pixel xyxy in the original image)."""
+    model = _load(opts)
+    model.require("ground")
+    intake = _take([image], opts)
+    _finish(intake.errors)
+    gen = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}
+    _run_boxes(model.ground(intake.images[0], phrase, **gen), opts, draw_path, intake.images[0].image)
+
+
+@main.command()
+@click.argument("image")
+@_model_options
+@click.option("--max-new-tokens", type=int, default=None)
+@_DRAW
+def detect(image, max_new_tokens, draw_path, **opts):
+    """Find and label every object a model sees in an image."""
+    model = _load(opts)
+    model.require("detect")
+    intake = _take([image], opts)
+    _finish(intake.errors)
+    gen = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}
+    _run_boxes(model.detect(intake.images[0], **gen), opts, draw_path, intake.images[0].image)
 
 
 # -- the main job ----------------------------------------------------------------------------

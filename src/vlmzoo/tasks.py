@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-TASKS: tuple[str, ...] = ("caption", "ask", "classify", "embed", "match", "retrieve", "ground")
+TASKS: tuple[str, ...] = ("caption", "ask", "classify", "embed", "match", "retrieve", "ground", "detect")
 
 TASK_HELP: dict[str, str] = {
     "caption": "describe an image (optionally continuing a text prompt)",
@@ -19,6 +19,7 @@ TASK_HELP: dict[str, str] = {
     "match": "image-text match scores",
     "retrieve": "top-k texts for an image or images for a text",
     "ground": "boxes for a phrase in an image",
+    "detect": "boxes for every object a model finds, labelled",
 }
 
 

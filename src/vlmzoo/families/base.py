@@ -166,8 +166,12 @@ class VLModel:
         self.require("match")
         raise NotImplementedError
 
-    def ground(self, images, phrase: str):
+    def ground(self, images, phrase: str, **gen):
         self.require("ground")
+        raise NotImplementedError
+
+    def detect(self, images, **gen):
+        self.require("detect")
         raise NotImplementedError
 
     def retrieve(self, *, images, texts, k: int = 5, query: str = "text") -> list[Retrieval]:

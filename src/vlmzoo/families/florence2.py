@@ -1,7 +1,7 @@
 """Florence-2: one encoder-decoder for many vision tasks, chosen by a task token.
 
 Captions: ``<CAPTION>`` (or ``<DETAILED_CAPTION>``, ``<MORE_DETAILED_CAPTION>`` as the caption
-prompt). Grounding: ``<CAPTION_TO_PHRASE_GROUNDING>phrase``, answered as
+prompt). Detection: ``<OD>``. Grounding: ``<CAPTION_TO_PHRASE_GROUNDING>phrase``; both answer
 ``label<loc_x0><loc_y0><loc_x1><loc_y1>`` with coordinates in 1000 bins; a bin stands for its
 centre, (bin + 0.5) / 1000 of the image side, as Florence-2's own post-processing reads it.
 """
@@ -24,7 +24,7 @@ CAPTION_TASKS = ("<CAPTION>", "<DETAILED_CAPTION>", "<MORE_DETAILED_CAPTION>")
 class Florence2Model(PromptedModel):
     family = "florence2"
     model_class = "Florence2ForConditionalGeneration"
-    tasks_served: ClassVar[tuple[str, ...]] = ("caption", "ground")
+    tasks_served: ClassVar[tuple[str, ...]] = ("caption", "ground", "detect")
     echoes_prompt = False
 
     def caption_prompt(self, prompt):
@@ -34,6 +34,9 @@ class Florence2Model(PromptedModel):
 
     def ground_prompt(self, phrase: str) -> str:
         return f"<CAPTION_TO_PHRASE_GROUNDING>{phrase}"
+
+    def detect_prompt(self) -> str:
+        return "<OD>"
 
     def parse_boxes(self, text, size, inputs, phrase):
         return parse_florence2_boxes(text, size, default_label=phrase)

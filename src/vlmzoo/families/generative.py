@@ -137,9 +137,20 @@ class GenerativeModel(VLModel):
         self.require("ground")
         if not isinstance(phrase, str) or not phrase.strip():
             raise InputError("phrase must be a non-empty string")
+        return self._boxes(images, self.ground_prompt(phrase), phrase, gen)
+
+    def detect(self, images, **gen):
+        """Boxes for every object the model finds, each labelled, in pixels of the original image."""
+        self.require("detect")
+        return self._boxes(images, self.detect_prompt(), "", gen)
+
+    def detect_prompt(self) -> str:  # pragma: no cover - families with "detect"
+        raise NotImplementedError
+
+    def _boxes(self, images, text: str, phrase: str, gen: dict):
+        """One grounding prompt per image; boxes read back by the family's parser."""
         loaded = self.take_images(images)
         opts = GenerationOptions.from_kwargs(gen)
-        text = self.ground_prompt(phrase)
         results = []
         for im in loaded:
             inputs = self.encode([text], [[im]])
