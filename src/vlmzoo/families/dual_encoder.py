@@ -15,7 +15,8 @@ import numpy as np
 from vlmzoo.engine.batching import chunks
 from vlmzoo.errors import InputError
 from vlmzoo.families.base import VLModel, as_text_list, is_single
-from vlmzoo.images import LoadedImage
+from vlmzoo.engine.prefetch import prefetched
+from vlmzoo.images import expand, load_image
 from vlmzoo.prompts import resolve_templates
 from vlmzoo.tasks import ClassScores, Embeddings, MatchScores
 
@@ -47,18 +48,26 @@ class DualEncoderModel(VLModel):
 
     # -- towers -------------------------------------------------------------------------------
 
-    def image_features(self, images: list[LoadedImage]):
-        """Unit-normalised image embeddings, batched, as a torch tensor on CPU in float32."""
+    def encode_images(self, images) -> tuple[list[str], "torch.Tensor"]:
+        """Names and unit-normalised embeddings (float32, CPU) of the images.
+
+        Decoding and preprocessing of the next batches run in threads while the model computes
+        the current one; images are never all held in memory at full resolution.
+        """
         import torch
 
-        out = []
+        def prepare(sources):
+            loaded = [load_image(s, allow_urls=self.allow_urls, max_pixels=self.max_pixels) for s in sources]
+            pixels = self.processor.image_processor([im.image for im in loaded], return_tensors="pt")
+            return [im.name for im in loaded], pixels["pixel_values"]
+
+        names, out = [], []
         with torch.inference_mode():
-            for batch in chunks(images, self.batch_size):
-                pixels = self.processor.image_processor([im.image for im in batch], return_tensors="pt")
-                pixels = pixels["pixel_values"].to(self.device, self.dtype)
-                feats = self.model.get_image_features(pixel_values=pixels).pooler_output
+            for batch_names, pixels in prefetched(expand(images), self.batch_size, prepare):
+                feats = self.model.get_image_features(pixel_values=pixels.to(self.device, self.dtype)).pooler_output
                 out.append(_normalise(feats.float()).cpu())
-        return torch.cat(out)
+                names.extend(batch_names)
+        return names, torch.cat(out)
 
     def text_features(self, texts: Sequence[str]):
         import torch
@@ -98,21 +107,21 @@ class DualEncoderModel(VLModel):
         if len(set(labels)) != len(labels):
             raise InputError(f"labels must be distinct; got {list(labels)}")
         templates = resolve_templates(templates, self.default_template)
-        loaded = self.take_images(images)
-        probs = self.scores_from_logits(self.logits(self.image_features(loaded), self.label_features(labels, templates)))
-        probs = probs.numpy()
+        text = self.label_features(labels, templates)  # before the images: bad labels fail fast
+        names, feats = self.encode_images(images)
+        probs = self.scores_from_logits(self.logits(feats, text)).numpy()
         k = len(labels) if top_k is None else max(1, min(top_k, len(labels)))
         results = []
-        for im, row in zip(loaded, probs):
+        for name, row in zip(names, probs):
             order = np.argsort(-row, kind="stable")[:k]
-            results.append(ClassScores(im.name, tuple(labels[i] for i in order),
+            results.append(ClassScores(name, tuple(labels[i] for i in order),
                                        tuple(float(row[i]) for i in order), self.score_kind))
         return results[0] if is_single(images) else results
 
     def embed_images(self, images) -> Embeddings:
         self.require("embed")
-        loaded = self.take_images(images)
-        return Embeddings(self.image_features(loaded).numpy(), tuple(im.name for im in loaded), "image")
+        names, feats = self.encode_images(images)
+        return Embeddings(feats.numpy(), tuple(names), "image")
 
     def embed_texts(self, texts) -> Embeddings:
         self.require("embed")
@@ -123,10 +132,10 @@ class DualEncoderModel(VLModel):
         """Cosine similarity for CLIP; SigLIP overrides the kind with its pairwise sigmoid."""
         self.require("match")
         texts = as_text_list(texts, "texts")
-        loaded = self.take_images(images)
-        img, txt = self.image_features(loaded), self.text_features(texts)
+        txt = self.text_features(texts)
+        names, img = self.encode_images(images)
         scores, kind = self.pair_scores(img, txt)
-        return MatchScores(scores.numpy(), tuple(im.name for im in loaded), tuple(texts), kind)
+        return MatchScores(scores.numpy(), tuple(names), tuple(texts), kind)
 
     def pair_scores(self, image_feats, text_feats):
         return image_feats @ text_feats.T, "cosine"
