@@ -74,9 +74,14 @@ def expand(sources: ImageLike | Iterable[ImageLike]) -> list[ImageLike]:
 
 
 def load_image(
-    src: ImageLike, *, allow_urls: bool = False, max_pixels: int | None = None
+    src: ImageLike, *, allow_urls: bool = False, max_pixels: int | None = None,
+    draft: tuple[int, int] | None = None,
 ) -> LoadedImage:
-    """Take in one image. Raises ImageError naming the input on any problem."""
+    """Take in one image. Raises ImageError naming the input on any problem.
+
+    ``draft`` (w, h): a JPEG may be decoded at a reduced scale as long as both sides stay at
+    least this large (PIL's draft mode); faster, not bit-identical to a full decode.
+    """
     if isinstance(src, LoadedImage):
         return src
     max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
@@ -86,20 +91,20 @@ def load_image(
     if isinstance(src, np.ndarray):
         return LoadedImage(_from_array(src, name, max_pixels), name)
     if isinstance(src, (bytes, bytearray, memoryview)):
-        return LoadedImage(_decode(bytes(src), name, max_pixels), name)
+        return LoadedImage(_decode(bytes(src), name, max_pixels, draft), name)
     if isinstance(src, os.PathLike):
         src = os.fspath(src)
     if not isinstance(src, str):
         raise ImageError(name, f"unsupported image type {type(src).__name__}")
     if src.startswith("data:"):
-        return LoadedImage(_decode(_from_data_uri(src, name), name, max_pixels), name)
+        return LoadedImage(_decode(_from_data_uri(src, name), name, max_pixels, draft), name)
     if src.startswith(("http://", "https://")):
         if not allow_urls:
             raise ImageError(name, "image URLs are off; pass allow_urls=True (CLI: --allow-urls)")
-        return LoadedImage(_decode(_download(src), name, max_pixels), name)
+        return LoadedImage(_decode(_download(src), name, max_pixels, draft), name)
     path = Path(src)
     if path.is_file():
-        return LoadedImage(_open_file(path, name, max_pixels), name)
+        return LoadedImage(_open_file(path, name, max_pixels, draft), name)
     if path.is_dir():
         raise ImageError(name, "is a directory; pass it in a list or use expand() to walk it")
     if len(src) > 64 and _BASE64_RE.match(src):
@@ -107,7 +112,7 @@ def load_image(
             data = base64.b64decode(src, validate=False)
         except (binascii.Error, ValueError) as e:
             raise ImageError(name, f"not valid base64 ({e})") from None
-        return LoadedImage(_decode(data, name, max_pixels), name)
+        return LoadedImage(_decode(data, name, max_pixels, draft), name)
     raise ImageError(name, "no such file (and not a URL, data URI or base64 image)")
 
 
@@ -148,14 +153,14 @@ def describe(src) -> str:
     return f"<{type(src).__name__}>"
 
 
-def _open_file(path: Path, name: str, max_pixels: int) -> Image.Image:
+def _open_file(path: Path, name: str, max_pixels: int, draft=None) -> Image.Image:
     if path.stat().st_size == 0:
         raise ImageError(name, "empty file")
     with open(path, "rb") as f:
-        return _decode(f.read(), name, max_pixels)
+        return _decode(f.read(), name, max_pixels, draft)
 
 
-def _decode(data: bytes, name: str, max_pixels: int) -> Image.Image:
+def _decode(data: bytes, name: str, max_pixels: int, draft=None) -> Image.Image:
     if not data:
         raise ImageError(name, "empty image data")
     try:
@@ -169,6 +174,8 @@ def _decode(data: bytes, name: str, max_pixels: int) -> Image.Image:
         raise ImageError(name, f"refused as a decompression bomb ({e})") from None
     except OSError as e:
         raise ImageError(name, f"cannot be read: {e}") from None
+    if draft is not None and img.format == "JPEG" and img.width * img.height <= max_pixels:
+        img.draft(None, draft)  # DCT-domain downscale: decode only the pixels the model needs
     return _normalise(img, name, max_pixels)
 
 

@@ -16,6 +16,7 @@ from vlmzoo.engine.batching import chunks
 from vlmzoo.errors import InputError
 from vlmzoo.families.base import VLModel, as_text_list, is_single
 from vlmzoo.engine.prefetch import prefetched
+from vlmzoo.engine.preprocess import FastPrep
 from vlmzoo.images import expand, load_image
 from vlmzoo.prompts import resolve_templates
 from vlmzoo.tasks import ClassScores, Embeddings, MatchScores
@@ -32,6 +33,7 @@ class DualEncoderModel(VLModel):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._label_cache: OrderedDict[tuple, object] = OrderedDict()
+        self._fast_prep = FastPrep.for_processor(self.processor.image_processor)
 
     # -- what subclasses may change --------------------------------------------------------
 
@@ -56,10 +58,19 @@ class DualEncoderModel(VLModel):
         """
         import torch
 
+        fast = self._fast_prep
+        # exact mode (float32) decodes in full, as the reference pipeline does
+        draft = fast.draft_request() if fast is not None and self.dtype != torch.float32 else None
+
         def prepare(sources):
-            loaded = [load_image(s, allow_urls=self.allow_urls, max_pixels=self.max_pixels) for s in sources]
+            loaded = [load_image(s, allow_urls=self.allow_urls, max_pixels=self.max_pixels, draft=draft)
+                      for s in sources]
+            names = [im.name for im in loaded]
+            arrays = [fast.pixels(im.image) for im in loaded] if fast is not None else [None]
+            if all(a is not None for a in arrays):
+                return names, fast.finish(np.stack(arrays))
             pixels = self.processor.image_processor([im.image for im in loaded], return_tensors="pt")
-            return [im.name for im in loaded], pixels["pixel_values"]
+            return names, pixels["pixel_values"]
 
         names, out = [], []
         with torch.inference_mode():

@@ -1,0 +1,60 @@
+"""The fast preprocessing path against the checkpoint's own image processor."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import BlipImageProcessorPil, CLIPImageProcessorPil, SiglipImageProcessorPil
+
+import vlmzoo
+from vlmzoo.engine.preprocess import FastPrep
+from vlmzoo.images import load_image
+
+PROCESSORS = {
+    "clip-224": CLIPImageProcessorPil(),  # shortest edge 224, centre crop 224
+    "clip-tiny": CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+    "siglip-224": SiglipImageProcessorPil(),  # squash to 224x224, mean/std 0.5
+    "blip-384": BlipImageProcessorPil(),
+}
+
+
+@pytest.mark.parametrize("name", PROCESSORS)
+def test_fast_prep_equals_the_processor(name, photos):
+    proc = PROCESSORS[name]
+    fast = FastPrep.for_processor(proc)
+    assert fast is not None
+    images = [load_image(p).image for p in photos] + [Image.new("RGB", (300, 1000), (10, 200, 30))]
+    for img in images:  # square, landscape, portrait
+        ours = fast.finish(np.stack([fast.pixels(img)]))
+        theirs = proc([img], return_tensors="pt")["pixel_values"]
+        assert ours.shape == theirs.shape
+        assert torch.allclose(ours, theirs, atol=1e-5), (name, img.size, (ours - theirs).abs().max())
+
+
+def test_unusual_processors_fall_back():
+    class Custom(CLIPImageProcessorPil):
+        def _preprocess(self, *args, **kwargs):
+            return super()._preprocess(*args, **kwargs)
+
+    assert FastPrep.for_processor(Custom()) is None
+    assert FastPrep.for_processor(object()) is None
+
+
+def test_draft_decodes_jpegs_smaller_but_never_below_the_target(tmp_path, photos):
+    src = load_image(photos[0]).image.resize((1024, 768))
+    src.save(tmp_path / "big.jpg", quality=90)
+    fast = FastPrep.for_processor(PROCESSORS["clip-224"])
+    drafted = load_image(tmp_path / "big.jpg", draft=fast.draft_request()).image
+    assert drafted.size == (512, 384)  # 1/2 scale: 1/4 would put the short side under 224
+    assert load_image(tmp_path / "big.jpg").image.size == (1024, 768)
+    assert load_image(photos[0], draft=(224, 224)).image.size == load_image(photos[0]).image.size  # PNG: no draft
+
+
+def test_bf16_with_draft_keeps_embeddings_close_to_exact_fp32(tiny, photos, tmp_path):
+    for i, p in enumerate(photos):
+        load_image(p).image.resize((1024, 768)).save(tmp_path / f"{i}.jpg", quality=90)
+    jpgs = sorted(str(p) for p in tmp_path.glob("*.jpg"))
+    exact = vlmzoo.load(tiny["clip"], dtype="float32").embed_images(jpgs).vectors
+    fast = vlmzoo.load(tiny["clip"], dtype="bfloat16").embed_images(jpgs).vectors
+    cos = (exact * fast).sum(axis=1)
+    assert cos.min() >= 0.999, cos
