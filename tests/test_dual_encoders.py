@@ -14,12 +14,12 @@ LABELS = ["a cat", "a rocket", "a cup of coffee", "an astronaut"]
 
 @pytest.fixture(scope="module")
 def clip(tiny):
-    return vlmzoo.load(tiny["clip"])
+    return vlmzoo.load(tiny["clip"], dtype="float32")  # exact mode: parity with transformers
 
 
 @pytest.fixture(scope="module")
 def siglip(tiny):
-    return vlmzoo.load(tiny["siglip"])
+    return vlmzoo.load(tiny["siglip"], dtype="float32")
 
 
 def _reference(path, photos, texts, **tok_kwargs):
@@ -75,7 +75,7 @@ def test_embeddings_equal_transformers(family, tiny, photos, request):
 
 
 def test_batch_size_does_not_change_results(tiny, photos):
-    m = vlmzoo.load(tiny["clip"])
+    m = vlmzoo.load(tiny["clip"], dtype="float32")
     m.batch_size = 1
     one = m.embed_images([str(p) for p in photos]).vectors
     m.batch_size = 3

@@ -64,7 +64,7 @@ def test_device_and_dtype_can_be_set(tiny):
 
     m = vlmzoo.load(tiny["clip"], dtype="bfloat16")
     assert m.dtype == torch.bfloat16 and next(m.model.parameters()).dtype == torch.bfloat16
-    assert vlmzoo.load(tiny["clip"]).dtype == torch.float32
+    assert vlmzoo.load(tiny["clip"], dtype="float32").dtype == torch.float32
     with pytest.raises(Exception, match="unknown dtype"):
         vlmzoo.load(tiny["clip"], dtype="float8")
     with pytest.raises(Exception, match="unknown device"):
@@ -89,3 +89,31 @@ def test_memory_estimate_reads_local_weights(tiny, monkeypatch):
     monkeypatch.setattr(memory, "available_bytes", lambda: 1000)
     with pytest.raises(memory.InsufficientMemoryError, match="1000|0.0 GiB is available"):
         vlmzoo.load(tiny["clip"])
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_default_dtype_follows_the_family_and_the_cpu(native, tiny, tiny_prompted, monkeypatch, mirror):
+    import torch
+
+    from vlmzoo.engine import device
+
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: native)
+    # dual encoders prefer bf16 (embeddings survive it); generative families stay exact
+    expected = torch.bfloat16 if native else torch.float32
+    assert vlmzoo.load(tiny["clip"]).dtype == expected  # a folder: its family decides
+    assert vlmzoo.load("clip-vit-b-32").dtype == expected  # a catalog id: its card, then family
+    assert vlmzoo.load(tiny["blip-caption"]).dtype == torch.float32
+    assert vlmzoo.load(tiny_prompted["git"]).dtype == torch.float32
+
+
+def test_a_card_can_keep_its_model_in_float32(monkeypatch, mirror):
+    import torch
+
+    from vlmzoo import catalog
+    from vlmzoo.engine import device
+
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
+    entry = catalog.get("clip-vit-b-32")
+    strict = catalog.Entry(entry.card.model_copy(update={"cpu_dtype": "float32"}), entry.checkpoint)
+    monkeypatch.setattr(catalog, "find", lambda name: strict if name == "clip-vit-b-32" else None)
+    assert vlmzoo.load("clip-vit-b-32").dtype == torch.float32

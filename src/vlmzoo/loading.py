@@ -34,8 +34,10 @@ def load(
 ) -> VLModel:
     """Load a model by catalog id, hub id or folder. See the module docstring for the order.
 
-    ``device`` defaults to CUDA if present, else CPU; ``dtype`` to float32 on CPU.
-    ``allow_urls`` lets task methods fetch http(s) images; ``max_pixels`` caps image size.
+    ``device`` defaults to CUDA if present, else CPU. ``dtype`` defaults on CPU to float32
+    (exact parity), or bfloat16 for families shown to keep their outputs in it, on CPUs that
+    compute bf16 natively. ``allow_urls`` lets task methods fetch http(s) images;
+    ``max_pixels`` caps image size at intake.
     """
     if not isinstance(name, (str, os.PathLike)):
         raise UnknownModelError(f"model name must be a string or path, got {type(name).__name__}")
@@ -43,14 +45,26 @@ def load(
     if not name.strip():
         raise UnknownModelError("model name is empty")
     device = pick_device(device)
-    torch_dtype = pick_dtype(dtype, device)
-    dtype_name = str(torch_dtype).removeprefix("torch.")
-    path, entry = _locate(name, revision, models_dir, dtype_name, device)
-    family = entry.card.family if entry else _family_of_folder(path)
-    cls = family_class(family)
+    folder = Path(name).expanduser()
+    entry = None if folder.is_dir() else _catalog_entry(name)
+
+    def dtype_for(cls):
+        preference = (entry.card.cpu_dtype if entry is not None else None) or cls.cpu_dtype
+        return pick_dtype(dtype, device, preference)
+
+    if entry is not None:
+        cls = family_class(entry.card.family)
+        torch_dtype = dtype_for(cls)
+        params = entry.checkpoint.params_b or entry.card.params_b
+        fits = lambda: check_fits(entry.checkpoint.name, params, _name(torch_dtype), device)  # noqa: E731
+        path = hub.resolve(entry.checkpoint.hub_id, revision, models_dir, before_download=fits)
+    else:
+        path = _uncatalogued(name, folder, revision, models_dir)
+        cls = family_class(_family_of_folder(path))
+        torch_dtype = dtype_for(cls)
     shown = entry.checkpoint.name if entry else name
     # before loading, from the weight files' headers: the truth for whatever is on disk
-    check_fits(shown, params_from_weights(path), dtype_name, device)
+    check_fits(shown, params_from_weights(path), _name(torch_dtype), device)
     model = cls.from_pretrained(
         path,
         name=shown,
@@ -67,27 +81,34 @@ def load(
     return model
 
 
-def _locate(name: str, revision, models_dir, dtype_name: str, device: str) -> tuple[Path, "catalog.Entry | None"]:
-    local = Path(name).expanduser()
-    if local.is_dir():
-        if not (local / "config.json").is_file():
+def _name(torch_dtype) -> str:
+    return str(torch_dtype).removeprefix("torch.")
+
+
+def _catalog_entry(name: str) -> "catalog.Entry | None":
+    """The catalog entry ``name`` picks, if any; API and not-yet-built families are refused."""
+    entry = catalog.find(name.removeprefix("hf-hub:"))
+    if entry is None:
+        return None
+    if entry.card.access == "api":
+        raise UnknownModelError(f"{name} is an API model; API models come in a later vlmzoo release")
+    if FAMILIES.get(entry.card.family) is None:
+        raise UnknownModelError(
+            f"{name} is in the catalog (support: {entry.card.support}) but vlmzoo cannot load "
+            f"family {entry.card.family!r} yet"
+        )
+    return entry
+
+
+def _uncatalogued(name: str, folder: Path, revision, models_dir) -> Path:
+    """A checkpoint folder, or a hub id the catalog does not know."""
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
             raise UnknownModelError(f"{name}: folder is not a checkpoint (no config.json)")
-        return local, catalog.find(name)  # a folder has no card unless the caller names one
-    hub_name = name[len("hf-hub:"):] if name.startswith("hf-hub:") else name
-    entry = catalog.find(hub_name)
-    if entry is not None:
-        if entry.card.access == "api":
-            raise UnknownModelError(f"{name} is an API model; API models come in a later vlmzoo release")
-        if FAMILIES.get(entry.card.family) is None:
-            raise UnknownModelError(
-                f"{name} is in the catalog (support: {entry.card.support}) but vlmzoo cannot load "
-                f"family {entry.card.family!r} yet"
-            )
-        params = entry.checkpoint.params_b or entry.card.params_b
-        fits = lambda: check_fits(entry.checkpoint.name, params, dtype_name, device)  # noqa: E731
-        return hub.resolve(entry.checkpoint.hub_id, revision, models_dir, before_download=fits), entry
+        return folder
+    hub_name = name.removeprefix("hf-hub:")
     if _HUB_ID.match(hub_name):
-        return hub.resolve(hub_name, revision, models_dir), None
+        return hub.resolve(hub_name, revision, models_dir)
     raise UnknownModelError(f"unknown model {name!r}: not a folder, catalog name or hub id." + catalog.suggestion(name))
 
 

@@ -108,6 +108,8 @@ class Card(BaseModel):
     sources: dict[str, str]
     corrections: tuple[Correction, ...] = ()
     notes: str = ""
+    # CPU dtype when the user asks for none; unset means the family's choice
+    cpu_dtype: Literal["float32", "bfloat16"] | None = None
 
     @field_validator("tasks")
     @classmethod
