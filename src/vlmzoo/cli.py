@@ -174,7 +174,7 @@ _MODEL_OPTIONS = (
     click.option("--model", "-m", required=True, help="catalog id, hub id or checkpoint folder"),
     click.option("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if present)"),
     click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None,
-                 help="default: float32 on CPU"),
+                 help="default on CPU: float32 (exact), bfloat16 for dual encoders where the CPU has native bf16"),
     click.option("--batch-size", type=int, default=None, help="images per forward pass"),
     click.option("--jsonl", is_flag=True, help="one JSON object per line instead of a table"),
     click.option("--out", "-o", type=click.Path(dir_okay=False), help="write results to this file"),
