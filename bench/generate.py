@@ -1,0 +1,173 @@
+"""Generation speed: vlmzoo's ask against ``model.generate`` as the model cards show, in one run.
+
+Builds a SmolVLM-256M-sized and a Qwen2-VL-2B-sized model (architecture numbers of the public
+configs, random bf16 weights, tokenizers from the test factories: no downloads), then, with one
+448x448 image, a short prompt and 64 new tokens forced:
+  - time to first token and decode tokens/s at batch 1, baseline and vlmzoo;
+  - wall time for N requests: the baseline one by one, vlmzoo as one batched call;
+  - decode speed against the weight-bytes / memory-bandwidth bound measured in this run.
+
+    python bench/generate.py [--models smolvlm,qwen2-vl] [--requests 16] [--new-tokens 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+PROMPT = "Describe this picture in a few words, saying what is in it and where the light comes from."
+
+# Architecture numbers of the public checkpoints' config.json files.
+SIZES = {
+    "smolvlm": {  # HuggingFaceTB/SmolVLM-256M-Instruct
+        "build": "build_smolvlm",
+        "text": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+                     num_key_value_heads=3, vocab_size=49280, max_position_embeddings=8192),
+        "vision": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                       patch_size=16, image_size=512),
+        "top": dict(scale_factor=4),
+        "image_processor": dict(size={"longest_edge": 2048}, max_image_size={"longest_edge": 512}),
+        "processor": dict(image_seq_len=64),
+    },
+    "qwen2-vl": {  # Qwen/Qwen2-VL-2B-Instruct
+        "build": "build_qwen2_vl",
+        "text": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+                     num_key_value_heads=2, vocab_size=151936, max_position_embeddings=32768,
+                     rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]}),
+        "vision": dict(depth=32, embed_dim=1280, hidden_size=1536, mlp_ratio=4, num_heads=16),
+        "top": dict(),
+        "image_processor": dict(size={"shortest_edge": 56 * 56, "longest_edge": 28 * 28 * 1280},
+                                min_pixels=56 * 56, max_pixels=28 * 28 * 1280),
+        "processor": dict(),
+    },
+}
+
+
+def build(name: str, out: Path) -> Path:
+    """The test factory's tokenizer, template and processor; real-size config; random bf16 weights."""
+    import factory_chat
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    spec = SIZES[name]
+    getattr(factory_chat, spec["build"])(out)
+    cfg_path, proc_path = out / "config.json", out / "processor_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["text_config"].update(spec["text"])
+    cfg["text_config"].pop("layer_types", None)  # sized for the tiny model's layer count; rebuilt
+    cfg["vision_config"].update(spec["vision"])
+    cfg.update(spec["top"])
+    cfg_path.write_text(json.dumps(cfg))
+    proc = json.loads(proc_path.read_text())
+    proc["image_processor"].update(spec["image_processor"])
+    proc.update(spec["processor"])
+    proc_path.write_text(json.dumps(proc))
+    for old in out.glob("*.safetensors"):
+        old.unlink()
+    torch.manual_seed(0)
+    model = AutoModelForImageTextToText.from_config(AutoConfig.from_pretrained(out), dtype=torch.bfloat16)
+    model.save_pretrained(out)
+    return out
+
+
+def bandwidth_gb_s() -> float:
+    x = torch.ones(2**28)  # 1 GiB of float32
+    x.sum()
+    t = time.perf_counter()
+    for _ in range(5):
+        x.sum()
+    return 5 * x.numel() * 4 / (time.perf_counter() - t) / 1e9
+
+
+class FirstToken:
+    """A streamer recording when generate produced its first new token."""
+
+    def __init__(self):
+        self.prompt_seen, self.first = False, None
+
+    def put(self, value):
+        if self.prompt_seen and self.first is None:
+            self.first = time.perf_counter()
+        self.prompt_seen = True
+
+    def end(self):
+        pass
+
+
+def baseline(path: Path, image: Image.Image, new: int, requests: int):
+    """model.generate the way the model cards show it."""
+    from transformers import AutoModelForImageTextToText
+
+    from vlmzoo.families.hf import load_processor  # AutoProcessor, or its video-free twin here
+
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.bfloat16).eval()
+    proc = load_processor(path)
+    messages = [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": PROMPT}]}]
+
+    def once():
+        inputs = proc.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True,
+                                          return_tensors="pt")
+        streamer = FirstToken()
+        t = time.perf_counter()
+        with torch.inference_mode():
+            model.generate(**inputs, max_new_tokens=new, min_new_tokens=new, do_sample=False, streamer=streamer)
+        end = time.perf_counter()
+        return streamer.first - t, (new - 1) / (end - streamer.first), end - t, inputs["input_ids"].shape[1]
+
+    once()  # warm-up
+    ttft, tps, _, prompt_tokens = once()
+    t = time.perf_counter()
+    for _ in range(requests):
+        once()
+    return ttft, tps, time.perf_counter() - t, prompt_tokens, sum(p.numel() for p in model.parameters())
+
+
+def ours(path: Path, image: Image.Image, new: int, requests: int):
+    import vlmzoo
+
+    m = vlmzoo.load(path, dtype="bfloat16")
+    m.ask(image, PROMPT, max_new_tokens=new, min_new_tokens=new)  # warm-up
+    a = m.ask(image, PROMPT, max_new_tokens=new, min_new_tokens=new)
+    m.batch_size = requests
+    t = time.perf_counter()
+    batch = m.ask([image] * requests, [PROMPT] * requests, max_new_tokens=new, min_new_tokens=new)
+    assert all(b.num_tokens == new for b in batch)
+    return a.ttft, a.tokens_per_s, time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="smolvlm,qwen2-vl")
+    ap.add_argument("--requests", type=int, default=16)
+    ap.add_argument("--new-tokens", type=int, default=64)
+    args = ap.parse_args()
+    from vlmzoo.samples import sample_photos
+
+    image = Image.open(sample_photos()[0]).convert("RGB").resize((448, 448))
+    bw = bandwidth_gb_s()
+    print(f"memory bandwidth this run: {bw:.1f} GB/s; {args.new_tokens} new tokens forced, "
+          f"{args.requests} requests for throughput, bf16, torch threads {torch.get_num_threads()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models.split(","):
+            path = build(name, Path(tmp) / name)
+            b_ttft, b_tps, b_many, prompt_tokens, params = baseline(path, image, args.new_tokens, args.requests)
+            o_ttft, o_tps, o_many = ours(path, image, args.new_tokens, args.requests)
+            bound = bw * 1e9 / (params * 2)
+            print(f"{name:9} {params / 1e9:.2f}B params, prompt {prompt_tokens} tokens | "
+                  f"TTFT generate {b_ttft:5.2f} s, vlmzoo {o_ttft:5.2f} s | "
+                  f"decode generate {b_tps:5.1f} tok/s ({b_tps / bound:4.0%} of bound), "
+                  f"vlmzoo {o_tps:5.1f} tok/s ({o_tps / bound:4.0%}), x{o_tps / b_tps:4.2f} | "
+                  f"{args.requests} requests: one by one {b_many:6.1f} s, vlmzoo batched {o_many:6.1f} s, "
+                  f"x{b_many / o_many:4.1f}")
+
+
+if __name__ == "__main__":
+    main()
