@@ -232,25 +232,53 @@ def _take(sources, opts):
     return intake
 
 
-def _run_batched(model, images, fn, label: str) -> list:
-    """Calls ``fn`` on batches of images, with a progress bar when there are many."""
+def _sources(sources) -> list:
+    """Image sources with folders walked; nothing is decoded yet."""
+    from vlmzoo.images import expand
+
+    if not sources:
+        _fail("no images given")
+    return expand(list(sources))
+
+
+def _run_batched(model, sources, fn, label: str, opts) -> tuple[list, list]:
+    """``fn`` over chunks of image sources, with a progress bar when there are many.
+
+    Sources go to the model undecoded, so it can decode ahead and at reduced scale. If a chunk
+    holds a bad image, that chunk is taken in here instead: bad images are set aside (returned
+    as errors, listed at the end) and the good ones still run.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from vlmzoo.engine.batching import chunks
+    from vlmzoo.errors import ImageError
+    from vlmzoo.images import load_images
 
     results: list = []
-    step = max(1, model.batch_size)
-    if len(images) <= PROGRESS_THRESHOLD:
-        for batch in chunks(images, step):
-            results.extend(fn(list(batch)))
-        return results
+    errors: list = []
+    step = max(1, model.batch_size) * 4  # several batches per call: the model prefetches within it
+
+    def run(chunk):
+        try:
+            results.extend(fn(list(chunk)))
+        except ImageError:
+            intake = load_images(list(chunk), allow_urls=opts["allow_urls"], max_pixels=opts["max_pixels"],
+                                 skip_bad=True)
+            errors.extend(intake.errors)
+            if intake.images:
+                results.extend(fn(intake.images))
+
+    if len(sources) <= PROGRESS_THRESHOLD:
+        for chunk in chunks(sources, step):
+            run(chunk)
+        return results, errors
     columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=_console(stderr=True), transient=True) as bar:
-        task = bar.add_task(label, total=len(images))
-        for batch in chunks(images, step):
-            results.extend(fn(list(batch)))
-            bar.advance(task, len(batch))
-    return results
+        task = bar.add_task(label, total=len(sources))
+        for chunk in chunks(sources, step):
+            run(chunk)
+            bar.advance(task, len(chunk))
+    return results, errors
 
 
 def _emit(rows: list[dict], opts, table_columns: tuple[str, ...]):
@@ -311,10 +339,10 @@ def caption(images, prompt, max_new_tokens, temperature, top_p, seed, stop, **op
     model = _load(opts)
     model.require("caption")
     gen = _gen_kwargs(max_new_tokens, temperature, top_p, seed, stop)
-    intake = _take(images, opts)
-    results = _run_batched(model, intake.images, lambda b: model.caption(b, prompt=prompt, **gen), "captioning")
+    results, errors = _run_batched(model, _sources(images), lambda b: model.caption(b, prompt=prompt, **gen),
+                                   "captioning", opts)
     _emit([r.to_dict() for r in results], opts, ("image", "text"))
-    _finish(intake.errors)
+    _finish(errors)
 
 
 @main.command()
@@ -359,14 +387,14 @@ def classify(images, labels, templates, top_k, **opts):
         _fail("--labels is empty; give comma-separated class names")
     model = _load(opts)
     model.require("classify")
-    intake = _take(images, opts)
     tmpl = (templates[0] if len(templates) == 1 else list(templates)) if templates else None
-    results = _run_batched(model, intake.images,
-                           lambda b: model.classify(b, label_list, templates=tmpl, top_k=top_k), "classifying")
+    results, errors = _run_batched(model, _sources(images),
+                                   lambda b: model.classify(b, label_list, templates=tmpl, top_k=top_k),
+                                   "classifying", opts)
     rows = [{"image": r.image, "label": r.label, "score": r.score, "kind": r.kind, "scores": r.as_dict()}
             for r in results]
     _emit(rows, opts, ("image", "label", "score"))
-    _finish(intake.errors)
+    _finish(errors)
 
 
 @main.command()
@@ -381,9 +409,9 @@ def embed(images, texts, **opts):
     model.require("embed")
     rows, errors = [], []
     if images:
-        intake = _take(images, opts)
-        errors = intake.errors
-        for emb in _run_batched(model, intake.images, lambda b: [model.embed_images(b)], "embedding"):
+        embeddings, errors = _run_batched(model, _sources(images), lambda b: [model.embed_images(b)],
+                                          "embedding", opts)
+        for emb in embeddings:
             rows.extend(emb.to_dicts())
     if texts:
         rows.extend(model.embed_texts(list(texts)).to_dicts())
@@ -408,12 +436,12 @@ def match(images, texts, **opts):
         _fail("--texts is empty")
     model = _load(opts)
     model.require("match")
-    intake = _take(images, opts)
     rows = []
-    for scores in _run_batched(model, intake.images, lambda b: [model.match(b, text_list)], "matching"):
+    matrices, errors = _run_batched(model, _sources(images), lambda b: [model.match(b, text_list)], "matching", opts)
+    for scores in matrices:
         rows.extend(scores.to_dicts())
     _emit(rows, opts, ("image", "text", "score", "kind"))
-    _finish(intake.errors)
+    _finish(errors)
 
 
 def _run_boxes(result, opts, draw_path, image):
