@@ -138,6 +138,16 @@ class VLModel:
                 f"{self.name} cannot {task!r}; its tasks are: {', '.join(sorted(self.tasks))}"
             )
 
+    def image_batches(self, images: ImageLike | Sequence[ImageLike]):
+        """Batches of taken-in images, decoded in threads one batch ahead of the caller, so a
+        large folder is never held in memory at full resolution all at once."""
+        from vlmzoo.engine.prefetch import prefetched
+
+        def take(sources):
+            return [load_image(s, allow_urls=self.allow_urls, max_pixels=self.max_pixels) for s in sources]
+
+        return prefetched(expand(images), self.batch_size, take)
+
     def take_images(self, images: ImageLike | Sequence[ImageLike]) -> list[LoadedImage]:
         return [load_image(s, allow_urls=self.allow_urls, max_pixels=self.max_pixels) for s in expand(images)]
 

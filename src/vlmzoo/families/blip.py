@@ -58,10 +58,9 @@ class BlipModel(VLModel):
         opts = GenerationOptions.from_kwargs(gen, DEFAULT_MAX_NEW_TOKENS)
         if prompt is not None and not isinstance(prompt, str):
             raise InputError(f"prompt must be a string, got {type(prompt).__name__}")
-        loaded = self.take_images(images)
         results = []
         with torch.inference_mode():
-            for batch in chunks(loaded, self.batch_size):
+            for batch in self.image_batches(images):
                 inputs = {"pixel_values": self._pixels(batch)}
                 # the decoder starts from [DEC], or from the prompt with its final [SEP] dropped
                 start = 1

@@ -121,12 +121,10 @@ class GenerativeModel(VLModel):
         self.require("caption")
         if prompt is not None and not isinstance(prompt, str):
             raise InputError(f"prompt must be a string, got {type(prompt).__name__}")
-        loaded = self.take_images(images)
         opts = GenerationOptions.from_kwargs(gen)
         text = self.caption_prompt(prompt)
         results = []
-        for idx in chunks(range(len(loaded)), self.batch_size):
-            batch = [loaded[i] for i in idx]
+        for batch in self.image_batches(images):
             for im, a in zip(batch, self._generate([text] * len(batch), [[im] for im in batch], [""] * len(batch), opts)):
                 results.append(Caption(a.text, im.name, prompt, a.num_tokens, a.prompt_tokens,
                                        a.seconds, a.ttft, a.tokens_per_s, a.finish_reason))
