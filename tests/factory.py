@@ -41,26 +41,30 @@ def _text_kwargs(vocab_size: int) -> dict:
 # -- tokenizers ------------------------------------------------------------------------------
 
 def clip_tokenizer():
-    """A CLIP BPE tokenizer (byte-level alphabet, ``</w>`` word ends) trained on the corpus."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    """A CLIP BPE tokenizer (byte-level alphabet, ``</w>`` word ends) whose merges spell out the
+    corpus's words left to right.
+
+    Built by hand rather than with the tokenizers BPE trainer, whose tie-breaking varies from
+    run to run: a tiny checkpoint must be the same every session.
+    """
+    import re
+
+    from tokenizers import pre_tokenizers
     from transformers import CLIPTokenizer
 
-    specials = ["<|startoftext|>", "<|endoftext|>"]
-    tok = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Whitespace(), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
-    )
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=specials, initial_alphabet=alphabet,
-                                  end_of_word_suffix="</w>", show_progress=False)
-    tok.train_from_iterator(corpus(), trainer)
-    model = json.loads(tok.to_str())["model"]
-    vocab = dict(model["vocab"])
-    for ch in sorted(alphabet):  # every byte may end a word
-        for piece in (ch, ch + "</w>"):
-            vocab.setdefault(piece, len(vocab))
-    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {piece: i for i, piece in enumerate(alphabet + [ch + "</w>" for ch in alphabet])}
+    merges: list[tuple[str, str]] = []
+    for word in sorted({w for line in corpus() for w in re.findall(r"[a-z]+", line.lower())}):
+        pieces = list(word[:-1]) + [word[-1] + "</w>"]
+        while len(pieces) > 1:
+            pair = (pieces[0], pieces[1])
+            if pair not in merges:
+                merges.append(pair)
+                vocab.setdefault(pair[0] + pair[1], len(vocab))
+            pieces = [pair[0] + pair[1]] + pieces[2:]
+    for special in ("<|startoftext|>", "<|endoftext|>"):
+        vocab[special] = len(vocab)
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
 
 
