@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import json
 from pathlib import Path
 
 import torch

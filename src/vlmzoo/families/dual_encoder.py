@@ -8,18 +8,21 @@ prompt template.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import ClassVar, Sequence
+from typing import TYPE_CHECKING, ClassVar, Sequence
 
 import numpy as np
 
 from vlmzoo.engine.batching import chunks
-from vlmzoo.errors import InputError
-from vlmzoo.families.base import VLModel, as_text_list, is_single
 from vlmzoo.engine.prefetch import prefetched
 from vlmzoo.engine.preprocess import FastPrep
+from vlmzoo.errors import InputError
+from vlmzoo.families.base import VLModel, as_text_list, is_single
 from vlmzoo.images import expand, load_image
 from vlmzoo.prompts import resolve_templates
 from vlmzoo.tasks import ClassScores, Embeddings, MatchScores
+
+if TYPE_CHECKING:
+    import torch
 
 LABEL_CACHE_SIZE = 32
 

@@ -27,10 +27,12 @@ class Florence2Model(PromptedModel):
     tasks_served: ClassVar[tuple[str, ...]] = ("caption", "ground", "detect")
     echoes_prompt = False
 
+    caption_text = "<CAPTION>"
+
     def caption_prompt(self, prompt):
         if prompt is not None and prompt not in CAPTION_TASKS:
             raise InputError(f"Florence-2 caption prompts are task tokens: {', '.join(CAPTION_TASKS)}")
-        return prompt or "<CAPTION>"
+        return super().caption_prompt(prompt)
 
     def ground_prompt(self, phrase: str) -> str:
         return f"<CAPTION_TO_PHRASE_GROUNDING>{phrase}"

@@ -14,10 +14,7 @@ class InstructBlipModel(PromptedModel):
     family = "instructblip"
     model_class = "InstructBlipForConditionalGeneration"
     # the InstructBLIP paper's captioning instruction
-    caption_format = "A short image caption:"
-
-    def caption_prompt(self, prompt):
-        return prompt or self.caption_format
+    caption_text = "A short image caption:"
 
     def encode(self, prompts, images):
         inputs = super().encode(prompts, images)

@@ -28,10 +28,8 @@ class Kosmos2Model(PromptedModel):
     tasks_served: ClassVar[tuple[str, ...]] = ("caption", "ask", "ground")
     default_batch_size: ClassVar[int] = 1
     question_format = "<grounding> Question: {question} Answer:"
-    caption_format = "<grounding>An image of"
-
-    def caption_prompt(self, prompt):
-        return "<grounding>" + prompt if prompt else self.caption_format
+    prompt_prefix = "<grounding>"
+    caption_text = "An image of"
 
     def ground_prompt(self, phrase: str) -> str:
         return f"<grounding><phrase> {phrase}</phrase>"

@@ -22,11 +22,8 @@ class PaliGemmaModel(PromptedModel):
     model_class = "PaliGemmaForConditionalGeneration"
     tasks_served: ClassVar[tuple[str, ...]] = ("caption", "ask", "ground")
     question_format = "<image>answer en {question}"
-    caption_format = "<image>caption en"
-
-    def caption_prompt(self, prompt):
-        # a prompt names the caption language or task, e.g. "caption es" or "describe en"
-        return "<image>" + prompt if prompt else self.caption_format
+    prompt_prefix = "<image>"
+    caption_text = "caption en"  # a prompt may name another language or task: "caption es"
 
     def ground_prompt(self, phrase: str) -> str:
         return f"<image>detect {phrase}"

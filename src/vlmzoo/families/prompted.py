@@ -1,7 +1,8 @@
 """Prompted models: one question about one image, in the family's own prompt format.
 
 BLIP-2, InstructBLIP, GIT, Kosmos-2, Florence-2 and PaliGemma have no chat template; each
-family module states its prompt formats (``question_format``, ``caption_prompt``) and this
+family module states its prompt formats (``question_format``, ``prompt_prefix``,
+``caption_text``) and this
 class turns a request into that prompt, refusing chats and several images clearly.
 """
 
@@ -17,13 +18,16 @@ from vlmzoo.tasks import AskRequest
 class PromptedModel(GenerativeModel):
     multi_image: ClassVar[bool] = False
     question_format: ClassVar[str] = "{question}"
-    caption_format: ClassVar[str] = ""  # what asks for a caption; a user prompt is appended
+    # A caption prompt is the prefix (the family's marker, e.g. PaliGemma's <image>) followed by
+    # the user's prompt, or by the family's own caption text when there is none.
+    prompt_prefix: ClassVar[str] = ""
+    caption_text: ClassVar[str] = ""
 
     def prompt(self, request: AskRequest) -> str:
         return self.question_format.format(question=single_question(request, self.name))
 
     def caption_prompt(self, prompt: str | None) -> str:
-        return self.caption_format + (prompt or "") if self.caption_format else (prompt or "")
+        return self.prompt_prefix + (prompt or self.caption_text)
 
     def max_images(self) -> int | None:
         return 1
