@@ -31,7 +31,7 @@ SIZES = {
     "smolvlm": {  # HuggingFaceTB/SmolVLM-256M-Instruct
         "build": "build_smolvlm",
         "text": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
-                     num_key_value_heads=3, vocab_size=49280, max_position_embeddings=8192),
+                     num_key_value_heads=3, head_dim=64, vocab_size=49280, max_position_embeddings=8192),
         "vision": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
                        patch_size=16, image_size=512),
         "top": dict(scale_factor=4),
@@ -41,7 +41,7 @@ SIZES = {
     "qwen2-vl": {  # Qwen/Qwen2-VL-2B-Instruct
         "build": "build_qwen2_vl",
         "text": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
-                     num_key_value_heads=2, vocab_size=151936, max_position_embeddings=32768,
+                     num_key_value_heads=2, head_dim=128, vocab_size=151936, max_position_embeddings=32768,
                      rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]}),
         "vision": dict(depth=32, embed_dim=1280, hidden_size=1536, mlp_ratio=4, num_heads=16),
         "top": dict(),
@@ -78,6 +78,16 @@ def build(name: str, out: Path) -> Path:
     return out
 
 
+def decode_bytes(model) -> int:
+    """Bytes of weights one decode step reads: the text decoder's layers and the LM head (the
+    vision tower runs once per prompt; the embedding table gives one row per token)."""
+    decoder = model.get_decoder()
+    embed = decoder.embed_tokens.weight
+    layers = sum(p.numel() * p.element_size() for p in decoder.parameters() if p is not embed)
+    head = model.lm_head.weight
+    return layers + head.numel() * head.element_size()
+
+
 def bandwidth_gb_s() -> float:
     x = torch.ones(2**28)  # 1 GiB of float32
     x.sum()
@@ -102,7 +112,7 @@ class FirstToken:
         pass
 
 
-def baseline(path: Path, image: Image.Image, new: int, requests: int):
+def baseline(path: Path, image: Image.Image, new: int, images: list[Image.Image]):
     """model.generate the way the model cards show it."""
     from transformers import AutoModelForImageTextToText
 
@@ -112,35 +122,38 @@ def baseline(path: Path, image: Image.Image, new: int, requests: int):
     proc = load_processor(path)
     messages = [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": PROMPT}]}]
 
-    def once():
+    def once(picture):
+        messages[0]["content"][0]["image"] = picture
         inputs = proc.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True,
                                           return_tensors="pt")
         streamer = FirstToken()
         t = time.perf_counter()
         with torch.inference_mode():
-            model.generate(**inputs, max_new_tokens=new, min_new_tokens=new, do_sample=False, streamer=streamer)
+            out = model.generate(**inputs, max_new_tokens=new, min_new_tokens=new, do_sample=False, streamer=streamer)
         end = time.perf_counter()
-        return streamer.first - t, (new - 1) / (end - streamer.first), end - t, inputs["input_ids"].shape[1]
+        text = proc.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        return streamer.first - t, (new - 1) / (end - streamer.first), inputs["input_ids"].shape[1], text
 
-    once()  # warm-up
-    ttft, tps, _, prompt_tokens = once()
+    once(image)  # warm-up
+    ttft, tps, prompt_tokens, text = once(image)
     t = time.perf_counter()
-    for _ in range(requests):
-        once()
-    return ttft, tps, time.perf_counter() - t, prompt_tokens, sum(p.numel() for p in model.parameters())
+    for picture in images:
+        once(picture)
+    many = time.perf_counter() - t
+    return ttft, tps, many, prompt_tokens, sum(p.numel() for p in model.parameters()), decode_bytes(model), text
 
 
-def ours(path: Path, image: Image.Image, new: int, requests: int):
+def ours(path: Path, image: Image.Image, new: int, images: list[Image.Image]):
     import vlmzoo
 
     m = vlmzoo.load(path, dtype="bfloat16")
     m.ask(image, PROMPT, max_new_tokens=new, min_new_tokens=new)  # warm-up
     a = m.ask(image, PROMPT, max_new_tokens=new, min_new_tokens=new)
-    m.batch_size = requests
+    m.batch_size = len(images)
     t = time.perf_counter()
-    batch = m.ask([image] * requests, [PROMPT] * requests, max_new_tokens=new, min_new_tokens=new)
+    batch = m.ask(images, [PROMPT] * len(images), max_new_tokens=new, min_new_tokens=new)
     assert all(b.num_tokens == new for b in batch)
-    return a.ttft, a.tokens_per_s, time.perf_counter() - t
+    return a.ttft, a.tokens_per_s, time.perf_counter() - t, a.text, m.clean
 
 
 def main() -> None:
@@ -151,17 +164,23 @@ def main() -> None:
     args = ap.parse_args()
     from vlmzoo.samples import sample_photos
 
-    image = Image.open(sample_photos()[0]).convert("RGB").resize((448, 448))
+    photos = [Image.open(p).convert("RGB").resize((448, 448)) for p in sample_photos()]
+    image = photos[0]
+    # a different picture per request, as a real batch has (nothing may be reused across them)
+    images = [photos[i % len(photos)].rotate(90 * (i // len(photos))) for i in range(args.requests)]
     bw = bandwidth_gb_s()
     print(f"memory bandwidth this run: {bw:.1f} GB/s; {args.new_tokens} new tokens forced, "
           f"{args.requests} requests for throughput, bf16, torch threads {torch.get_num_threads()}")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
             path = build(name, Path(tmp) / name)
-            b_ttft, b_tps, b_many, prompt_tokens, params = baseline(path, image, args.new_tokens, args.requests)
-            o_ttft, o_tps, o_many = ours(path, image, args.new_tokens, args.requests)
-            bound = bw * 1e9 / (params * 2)
-            print(f"{name:9} {params / 1e9:.2f}B params, prompt {prompt_tokens} tokens | "
+            b_ttft, b_tps, b_many, prompt_tokens, params, step_bytes, b_text = baseline(
+                path, image, args.new_tokens, images)
+            o_ttft, o_tps, o_many, o_text, clean = ours(path, image, args.new_tokens, images)
+            bound = bw * 1e9 / step_bytes  # tokens/s if a step did nothing but read its weights once
+            same = "equal" if clean(b_text) == o_text else "DIFFERENT"
+            print(f"{name:9} {params / 1e9:.2f}B params ({step_bytes / 1e9:.2f} GB read per decode step), "
+                  f"prompt {prompt_tokens} tokens, greedy text {same} | "
                   f"TTFT generate {b_ttft:5.2f} s, vlmzoo {o_ttft:5.2f} s | "
                   f"decode generate {b_tps:5.1f} tok/s ({b_tps / bound:4.0%} of bound), "
                   f"vlmzoo {o_tps:5.1f} tok/s ({o_tps / bound:4.0%}), x{o_tps / b_tps:4.2f} | "

@@ -33,6 +33,9 @@ class GenerativeModel(VLModel):
     # Decoder-only models return prompt + new tokens; encoder-decoders only the new ones.
     echoes_prompt: ClassVar[bool] = True
     model_class: ClassVar[str] = "AutoModelForImageTextToText"
+    # Decode through engine/lean_decode.py where the text decoder allows (False: always generate).
+    lean_decode: bool = True
+    _lean = None  # LeanDecoder once built, False when the model's decoder is not one it serves
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -171,10 +174,20 @@ class GenerativeModel(VLModel):
 
         inputs = inputs if inputs is not None else self.encode(prompts, images)
         prompt_len = inputs["input_ids"].shape[1]
+        from vlmzoo.engine.lean_decode import lean_generate
+
+        lean = self._lean_decoder(opts)
         with torch.inference_mode():
-            out, timing = timed_generate(self.model.generate, opts, tokenizer=self.tokenizer,
-                                         on_tokens=on_tokens, **inputs)
-        new = out[:, prompt_len:] if self.echoes_prompt else out
+            if lean is not None:
+                new, counts, timing = lean_generate(
+                    self.model, lean, inputs, opts, eos_ids=self._eos_ids(), pad_id=self.tokenizer.pad_token_id,
+                    position_delta=self.position_delta, on_tokens=on_tokens,
+                    stop_hit=self._stop_check(opts.stop, keep_special) if opts.stop else None)
+            else:
+                out, timing = timed_generate(self.model.generate, opts, tokenizer=self.tokenizer,
+                                             on_tokens=on_tokens, **inputs)
+                new = out[:, prompt_len:] if self.echoes_prompt else out
+                counts = None
         # grounding keeps special tokens: box markers are special tokens in several families
         texts = self.tokenizer.batch_decode(new, skip_special_tokens=not keep_special)
         eos = self._eos_ids()
@@ -182,7 +195,8 @@ class GenerativeModel(VLModel):
         answers = []
         for row, (question, imgs, ids, text) in enumerate(zip(questions, images, new, texts)):
             start = 0 if self.echoes_prompt else self._decoder_start_len()
-            count, reason = new_token_count(ids[start:], self.tokenizer.pad_token_id, eos)
+            ids = ids[start:] if counts is None else ids[: int(counts[row])]
+            count, reason = new_token_count(ids, self.tokenizer.pad_token_id, eos)
             text, hit = trim_stop(text, opts.stop)
             answers.append(Answer(
                 text=text.strip() if keep_special else self.clean(text), question=question,
@@ -192,6 +206,32 @@ class GenerativeModel(VLModel):
                 tokens_per_s=timing.decode_tokens_per_s(count), finish_reason="stop" if hit else reason,
             ))
         return answers
+
+    def _lean_decoder(self, opts: GenerationOptions):
+        """The lean decode loop for this model and these options, or None for ``generate``."""
+        if not self.lean_decode or opts.num_beams != 1 or opts.repetition_penalty is not None:
+            return None
+        if self._lean is None:
+            from vlmzoo.engine.lean_decode import LeanDecoder
+
+            self._lean = LeanDecoder(self.model) if self.echoes_prompt and LeanDecoder.supports(self.model) else False
+        return self._lean or None
+
+    def position_delta(self, model, inputs):
+        """Per row: rotary position minus cache index of decoded tokens (left padding shifts it)."""
+        import torch
+
+        mask = inputs.get("attention_mask")
+        if mask is None:
+            return torch.zeros(inputs["input_ids"].shape[0], dtype=torch.long)
+        return mask.sum(-1) - mask.shape[1]
+
+    def _stop_check(self, stop: tuple[str, ...], keep_special: bool):
+        def hit(ids: list[int]) -> bool:
+            text = self.tokenizer.decode(ids, skip_special_tokens=not keep_special)
+            return any(s in text for s in stop)
+
+        return hit
 
     def _decoder_start_len(self) -> int:
         """Encoder-decoders begin their output with the decoder start token, not generated."""

@@ -51,6 +51,11 @@ class Qwen2VLModel(ChatModel):
             size["longest_edge"] = self.image_max_pixels
         return {"size": size}
 
+    def position_delta(self, model, inputs):
+        # M-RoPE: text after the image continues from the image grid's largest position, an
+        # offset transformers keeps from the prefill as rope_deltas (on top of left padding's)
+        return super().position_delta(model, inputs) + model.model.rope_deltas.reshape(-1)
+
     def ground_instruction(self, phrase: str) -> str:
         return f"Find <|object_ref_start|>{phrase}<|object_ref_end|>"
 
