@@ -1,0 +1,1 @@
+"""Evaluation: benchmark definitions, data loaders, scorers, the results store and reports."""

@@ -1,0 +1,104 @@
+"""Answer metrics for short text answers: exact match, ANLS, multiple-choice accuracy."""
+
+from __future__ import annotations
+
+import re
+import string
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def exact_match(prediction: str, answers: list[str]) -> float:
+    """1.0 if the prediction equals any reference after lower-casing, whitespace squashing and
+    dropping a trailing period; else 0.0."""
+    pred = _squash(prediction).rstrip(".")
+    return float(any(pred == _squash(a).rstrip(".") for a in answers))
+
+
+def levenshtein(a: str, b: str) -> int:
+    """Edit distance (insertions, deletions, substitutions all cost 1)."""
+    if len(a) < len(b):
+        a, b = b, a
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def anls(prediction: str, answers: list[str], threshold: float = 0.5) -> float:
+    """Average Normalized Levenshtein Similarity for one question (Biten et al., ST-VQA 2019; the
+    DocVQA and TextVQA-OCR challenges): max over references of 1 - NL, where NL is the edit
+    distance over the longer string's length, counted as 0 when NL >= ``threshold``. Answers are
+    compared case-insensitively with surrounding whitespace removed, as those challenges do."""
+    if not answers:
+        raise ValueError("ANLS needs at least one reference answer")
+    pred = _squash(prediction)
+    best = 0.0
+    for answer in answers:
+        ref = _squash(answer)
+        longest = max(len(pred), len(ref))
+        nl = levenshtein(pred, ref) / longest if longest else 0.0
+        if nl < threshold:
+            best = max(best, 1.0 - nl)
+    return best
+
+
+_LETTER_AFTER_CUE = re.compile(
+    r"(?:answer|option|choice)\s*(?:is|:)?\s*(?:option\s*)?[\(\[]?([A-Z])[\)\].:,]?(?=\s|$)", re.IGNORECASE)
+_LETTER_AT_START = re.compile(r"^[\(\[]?([A-Za-z])(?:[\)\].:,]|\s|$)")
+_LONE_CAPITAL = re.compile(r"(?<![A-Za-z'])([A-Z])(?![A-Za-z'])")
+
+
+def choice_letters(n: int) -> list[str]:
+    if not 1 <= n <= 26:
+        raise ValueError(f"multiple choice takes 1 to 26 options, got {n}")
+    return list(string.ascii_uppercase[:n])
+
+
+def extract_choice(output: str, options: list[str]) -> str | None:
+    """Which option letter (A, B, ...) a free-text answer picks, or None when it is unclear.
+
+    In order: a letter on its own or leading the answer ("B", "(B) dog", "b."); a letter after a
+    cue ("the answer is C", "Option: D"); the one option whose text the answer contains; the one
+    capital letter standing alone in the answer. Several candidates at one step: unclear.
+    """
+    letters = choice_letters(len(options))
+    text = output.strip()
+    if not text:
+        return None
+    m = _LETTER_AT_START.match(text)
+    if m and m.group(1).upper() in letters and (len(text) <= 3 or not text[1:2].isalpha()):
+        return m.group(1).upper()
+    cued = {c.upper() for c in _LETTER_AFTER_CUE.findall(text) if c.upper() in letters}
+    if len(cued) == 1:
+        return cued.pop()
+    lowered = _squash(text)
+    named = [letter for letter, option in zip(letters, options) if _squash(option) and
+             re.search(r"(?<!\w)" + re.escape(_squash(option)) + r"(?!\w)", lowered)]
+    if len(named) == 1:
+        return named[0]
+    if len(named) > 1:  # one option's text inside another's ("red" and "dark red"): keep the longest
+        longest = max(named, key=lambda letter: len(options[letters.index(letter)]))
+        others = [options[letters.index(x)].lower() for x in named if x != longest]
+        if all(o in options[letters.index(longest)].lower() for o in others):
+            return longest
+        return None
+    lone = {c for c in _LONE_CAPITAL.findall(text) if c in letters and c != "I"}
+    return lone.pop() if len(lone) == 1 else None
+
+
+def choice_accuracy(output: str, options: list[str], answer: str) -> float:
+    """1.0 if the extracted letter is ``answer`` (a letter, or the correct option's text)."""
+    letters = choice_letters(len(options))
+    target = answer.strip().upper() if answer.strip().upper() in letters and len(answer.strip()) == 1 else None
+    if target is None:
+        matches = [letter for letter, option in zip(letters, options) if _squash(option) == _squash(answer)]
+        if not matches:
+            raise ValueError(f"answer {answer!r} is neither an option letter nor one of the options")
+        target = matches[0]
+    return float(extract_choice(output, options) == target)

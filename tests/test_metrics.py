@@ -1,0 +1,157 @@
+"""Scorers, each on cases worked out by hand from the metric's published definition."""
+
+import numpy as np
+import pytest
+
+from vlmzoo.evaluation.metrics.text import anls, choice_accuracy, exact_match, extract_choice, levenshtein
+from vlmzoo.evaluation.metrics.vision import grounding_hit, iou, mean_per_class_accuracy, recall_at_k, topk_correct
+from vlmzoo.evaluation.metrics.vqa import normalize, strip_punctuation, vqa_accuracy
+from vlmzoo.evaluation.stats import bootstrap_ci, mcnemar, paired_bootstrap
+
+# -- VQA v2 -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prediction, answers, expected", [
+    # ten humans agree: one match among the other nine is 1/3, three or more is 1
+    ("yes", ["yes"] * 10, 1.0),
+    # 3 yes / 7 no: leaving out a "yes" leaves 2 matches (2/3), leaving out a "no" leaves 3 (1)
+    ("yes", ["yes"] * 3 + ["no"] * 7, (3 * 2 / 3 + 7 * 1) / 10),
+    # 1 yes: leaving it out leaves 0 matches, leaving out any other leaves 1 (1/3)
+    ("yes", ["yes"] + ["no"] * 9, 9 * (1 / 3) / 10),
+    # 2 yes: out-a-yes -> 1/3 (x2), out-a-no -> 2/3 (x8)
+    ("yes", ["yes"] * 2 + ["no"] * 8, (2 * (1 / 3) + 8 * (2 / 3)) / 10),
+    # answers disagree, so both sides are normalised: "Two." -> "2", "the dog" -> "dog"
+    ("Two.", ["2"] * 4 + ["3"] * 6, 1.0),
+    ("The dog", ["dog"] * 5 + ["cat"] * 5, 1.0),
+    # answers agree, so nothing is normalised: "Two" is not "2" (the official code's behaviour)
+    ("Two", ["2"] * 10, 0.0),
+    ("yes\n", ["yes"] * 10, 1.0),  # whitespace is always cleaned
+    ("dont know", ["don't know"] * 5 + ["no"] * 5, 1.0),  # contractions restored
+])
+def test_vqa_accuracy_hand_worked(prediction, answers, expected):
+    assert vqa_accuracy(prediction, answers) == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("red/white", "red white"),  # touches no space: replaced by a space
+    ("red / white", "red  white"),  # touches a space: deleted
+    ("3,000", "3000"),  # digit-comma-digit: every mark is deleted
+    ("1.5", "1.5"),  # a period before a digit stays
+    ("U.S.A.", "USA"),
+    ("n't", "n't"),  # apostrophes are not in the official list
+])
+def test_vqa_punctuation(text, expected):
+    assert strip_punctuation(text) == expected
+
+
+def test_vqa_normalisation_words():
+    assert normalize("The Two dogs") == "2 dogs"
+    assert normalize("an Apple!") == "apple"
+    assert normalize("isnt it") == "isn't it"
+    # the official code strips at most 32 periods (re.UNICODE passed as re.sub's count)
+    assert normalize("a" + "." * 40 + "b") == "a" + "." * 8 + "b"
+
+
+def test_vqa_needs_answers():
+    with pytest.raises(ValueError, match="at least one"):
+        vqa_accuracy("x", [])
+
+
+# -- text answers -------------------------------------------------------------------------------
+
+
+def test_exact_match():
+    assert exact_match("  Paris. ", ["paris"]) == 1.0
+    assert exact_match("Paris, France", ["paris"]) == 0.0
+
+
+def test_levenshtein_and_anls():
+    assert levenshtein("kitten", "sitting") == 3 and levenshtein("", "abc") == 3 and levenshtein("abc", "abc") == 0
+    # "12/15/89" vs "12/15/88": 1 edit over 8 characters -> 1 - 1/8
+    assert anls("12/15/89", ["12/15/88"]) == pytest.approx(1 - 1 / 8)
+    # case-insensitive, best reference wins
+    assert anls("Dear dr. Lobo", ["Dear Dr. Lobo", "Dr. Lobo"]) == 1.0
+    # NL = 4/6 >= 0.5: counted as 0
+    assert anls("abcdef", ["abxyzw"]) == 0.0
+    # NL exactly 0.5 is not below the threshold: 0
+    assert anls("ab", ["ax"]) == 0.0
+
+
+@pytest.mark.parametrize("output, expected", [
+    ("B", "B"), ("(C)", "C"), ("b.", "B"), ("D. a red car", "D"), ("The answer is C.", "C"),
+    ("Answer: (A)", "A"), ("I think it is a dog", "B"), ("a cat, I'd say", "A"),
+    ("dark red", "D"),  # "red" is inside "dark red": the longer option wins
+    ("either A or B", None), ("no idea", None), ("", None),
+])
+def test_extract_choice(output, expected):
+    assert extract_choice(output, ["a cat", "a dog", "red", "dark red"]) == expected
+
+
+def test_choice_accuracy_takes_a_letter_or_the_option_text():
+    options = ["cat", "dog"]
+    assert choice_accuracy("B", options, "B") == 1.0
+    assert choice_accuracy("dog", options, "dog") == 1.0
+    assert choice_accuracy("A", options, "dog") == 0.0
+    with pytest.raises(ValueError, match="neither an option letter"):
+        choice_accuracy("A", options, "horse")
+
+
+# -- labels, rankings, boxes --------------------------------------------------------------------
+
+
+def test_classification_metrics():
+    assert topk_correct(["cat", "dog", "car"], "dog", 1) == 0.0
+    assert topk_correct(["cat", "dog", "car"], "dog", 5) == 1.0
+    # class a: 3 of 4 right, class b: 0 of 1 -> (0.75 + 0) / 2, not 3/5
+    assert mean_per_class_accuracy([1, 1, 1, 0, 0], ["a", "a", "a", "a", "b"]) == pytest.approx(0.375)
+
+
+def test_recall_at_k():
+    sim = np.array([[0.9, 0.1, 0.5], [0.2, 0.3, 0.1]])
+    assert recall_at_k(sim, [{2}, {0}], 1) == [0.0, 0.0]
+    assert recall_at_k(sim, [{2}, {0}], 2) == [1.0, 1.0]
+    assert recall_at_k(sim, [{0, 1}, {1}], 1) == [1.0, 1.0]
+
+
+def test_iou_and_grounding():
+    assert iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
+    assert iou((0, 0, 1, 1), (2, 2, 3, 3)) == 0.0
+    assert grounding_hit((0, 0, 10, 10), (0, 0, 10, 20)) == 1.0  # IoU 0.5 counts
+    assert grounding_hit((0, 0, 10, 10), (0, 0, 10, 21)) == 0.0
+    assert grounding_hit(None, (0, 0, 1, 1)) == 0.0
+
+
+# -- intervals and paired tests -----------------------------------------------------------------
+
+
+def test_bootstrap_interval_covers_the_mean_and_narrows_with_more_samples():
+    rng = np.random.default_rng(1)
+    small = rng.random(50) < 0.7
+    large = rng.random(5000) < 0.7
+    a, b = bootstrap_ci(small), bootstrap_ci(large)
+    assert a.low <= a.value <= a.high and b.low <= b.value <= b.high
+    assert (b.high - b.low) < (a.high - a.low) / 5
+    # the normal approximation for a proportion: half-width ~ 1.96 * sqrt(p(1-p)/n)
+    assert (b.high - b.low) / 2 == pytest.approx(1.96 * np.sqrt(0.21 / 5000), rel=0.15)
+
+
+def test_paired_bootstrap_sees_a_real_gap_and_not_a_fake_one():
+    rng = np.random.default_rng(2)
+    a = (rng.random(400) < 0.6).astype(float)
+    better = a.copy()
+    better[np.flatnonzero(a == 0)[:40]] = 1  # b fixes 40 of a's mistakes
+    diff = paired_bootstrap(a, better)
+    assert diff.difference == pytest.approx(0.1) and diff.significant and diff.low > 0
+    same = paired_bootstrap(a, rng.permutation(a))  # same accuracy, different samples
+    assert not same.significant and same.low < 0 < same.high
+
+
+def test_mcnemar_exact():
+    a = [1] * 10 + [0] * 10
+    b = [1] * 10 + [1] * 10  # b alone right on 10, a alone right on 0: p = 2 * 0.5**10
+    assert mcnemar(a, b) == pytest.approx(2 * 0.5**10)
+    assert mcnemar(a, a) == 1.0
+    # 3 vs 5 discordant: 2 * P(X <= 3), X ~ Bin(8, 0.5) = 2 * 93/256
+    x = [1, 1, 1, 0, 0, 0, 0, 0]
+    y = [0, 0, 0, 1, 1, 1, 1, 1]
+    assert mcnemar(x, y) == pytest.approx(2 * 93 / 256)
