@@ -541,5 +541,8 @@ def demo(model_names):
             con.print(f"{name} does neither classify nor caption; its tasks: {', '.join(sorted(model.tasks))}")
 
 
+# the evaluation commands live in their own module and register on ``main``
+from vlmzoo import cli_eval  # noqa: E402,F401
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from vlmzoo import catalog, hub
@@ -22,23 +23,27 @@ from vlmzoo.families.hf import read_config
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
 
-def load(
+@dataclass(frozen=True)
+class Resolved:
+    """Where a name leads, before any weights are read: enough to identify a run's model."""
+
+    name: str  # what the model is called in results (the checkpoint name for catalog entries)
+    path: Path
+    cls: type
+    dtype: object  # torch.dtype
+    device: str
+    entry: "catalog.Entry | None"
+
+
+def resolve(
     name: str | os.PathLike,
     *,
     device: str | None = None,
     dtype: str | None = None,
     revision: str | None = None,
-    allow_urls: bool = False,
-    max_pixels: int | None = None,
     models_dir: str | os.PathLike | None = None,
-) -> VLModel:
-    """Load a model by catalog id, hub id or folder. See the module docstring for the order.
-
-    ``device`` defaults to CUDA if present, else CPU. ``dtype`` defaults on CPU to float32
-    (exact parity), or bfloat16 for families shown to keep their outputs in it, on CPUs that
-    compute bf16 natively. ``allow_urls`` lets task methods fetch http(s) images;
-    ``max_pixels`` caps image size at intake.
-    """
+) -> Resolved:
+    """Resolve ``name`` to a checkpoint folder, family and dtype (downloading if needed, never loading)."""
     if not isinstance(name, (str, os.PathLike)):
         raise UnknownModelError(f"model name must be a string or path, got {type(name).__name__}")
     name = os.fspath(name)
@@ -62,22 +67,46 @@ def load(
         path = _uncatalogued(name, folder, revision, models_dir)
         cls = family_class(_family_of_folder(path))
         torch_dtype = dtype_for(cls)
-    shown = entry.checkpoint.name if entry else name
+    return Resolved(entry.checkpoint.name if entry else name, path, cls, torch_dtype, device, entry)
+
+
+def load(
+    name: str | os.PathLike,
+    *,
+    device: str | None = None,
+    dtype: str | None = None,
+    revision: str | None = None,
+    allow_urls: bool = False,
+    max_pixels: int | None = None,
+    models_dir: str | os.PathLike | None = None,
+) -> VLModel:
+    """Load a model by catalog id, hub id or folder. See the module docstring for the order.
+
+    ``device`` defaults to CUDA if present, else CPU. ``dtype`` defaults on CPU to float32
+    (exact parity), or bfloat16 for families shown to keep their outputs in it, on CPUs that
+    compute bf16 natively. ``allow_urls`` lets task methods fetch http(s) images;
+    ``max_pixels`` caps image size at intake.
+    """
+    return load_resolved(resolve(name, device=device, dtype=dtype, revision=revision, models_dir=models_dir),
+                         allow_urls=allow_urls, max_pixels=max_pixels)
+
+
+def load_resolved(r: Resolved, *, allow_urls: bool = False, max_pixels: int | None = None) -> VLModel:
     # before loading, from the weight files' headers: the truth for whatever is on disk
-    check_fits(shown, params_from_weights(path), _name(torch_dtype), device)
-    model = cls.from_pretrained(
-        path,
-        name=shown,
-        card=entry.card if entry else None,
-        checkpoint=entry.checkpoint if entry else None,
-        device=device,
-        dtype=torch_dtype,
+    check_fits(r.name, params_from_weights(r.path), _name(r.dtype), r.device)
+    model = r.cls.from_pretrained(
+        r.path,
+        name=r.name,
+        card=r.entry.card if r.entry else None,
+        checkpoint=r.entry.checkpoint if r.entry else None,
+        device=r.device,
+        dtype=r.dtype,
         allow_urls=allow_urls,
         max_pixels=max_pixels,
     )
-    if entry is not None and entry.checkpoint.tasks:
+    if r.entry is not None and r.entry.checkpoint.tasks:
         # a fine-tuned checkpoint serves fewer tasks than its family (git-base-vqav2 only asks)
-        model.tasks = model.tasks & frozenset(entry.checkpoint.tasks)
+        model.tasks = model.tasks & frozenset(r.entry.checkpoint.tasks)
     return model
 
 

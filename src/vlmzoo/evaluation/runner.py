@@ -1,0 +1,259 @@
+"""``vlmzoo eval``: run models over a benchmark into the results store, resumably, then score.
+
+A run is identified by a hash of what determines its outputs (checkpoint, dtype, benchmark
+definition and data, prompts, generation options, library versions). Starting the same run
+again skips every sample already stored, so a killed run resumes where it stopped and a
+finished one is only re-scored. Images for the next batches are decoded in a background
+thread while the model works on the current one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from vlmzoo.engine.prefetch import prefetched
+from vlmzoo.errors import InputError, VlmzooError
+from vlmzoo.evaluation.answers import extract_answer, render_prompt
+from vlmzoo.evaluation.metrics import get_metric
+from vlmzoo.evaluation.records import metric_inputs, sample_record
+from vlmzoo.evaluation.sample import Sample
+from vlmzoo.evaluation.stats import bootstrap_ci
+from vlmzoo.evaluation.store import Score, StoredPrediction, Store
+
+DEFAULT_STORE = "vlmzoo-results.db"
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    limit: int | None = None
+    batch_size: int | None = None
+    dtype: str | None = None
+    device: str | None = None
+    max_new_tokens: int | None = None
+    seed: int = 0
+    resamples: int = 1000
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    model: str
+    benchmark: str
+    predicted: int  # samples predicted in this call (0 when everything was already stored)
+    resumed: int  # samples that were already stored
+    scores: list[Score] = field(default_factory=list)
+
+
+# -- identity -------------------------------------------------------------------------------------
+
+
+def checkpoint_fingerprint(path: Path) -> dict:
+    """What identifies the checkpoint on disk, cheaply: the HF snapshot commit when the folder
+    is one, and the name, size and modification time of every file (weights are not hashed:
+    gigabytes per run start would be too slow)."""
+    path = Path(path).resolve()
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    listing = [(str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    commit = path.name if path.parent.name == "snapshots" else None
+    return {"commit": commit, "files": hashlib.sha256(json.dumps(listing).encode()).hexdigest()[:16]}
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("vlmzoo", "torch", "transformers"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _data_fingerprint(samples: list[Sample]) -> str:
+    h = hashlib.sha256()
+    for s in samples:
+        h.update(json.dumps(sample_record(s), sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def run_config(resolved, bench, samples: list[Sample], opts: EvalOptions) -> dict:
+    """Everything that determines a run's outputs; its hash is the run id."""
+    return {
+        "model": resolved.name,
+        "checkpoint": checkpoint_fingerprint(resolved.path),
+        "dtype": str(resolved.dtype).removeprefix("torch."),
+        "device": resolved.device,
+        "benchmark": bench.name,
+        "task": bench.task,
+        "prompt": bench.prompt,
+        "templates": list(bench.templates or []),
+        "classes": list(bench.classes or []),
+        "extract": bench.extract,
+        "generation": {"max_new_tokens": _max_new_tokens(bench, opts), "do_sample": False},
+        "data": _data_fingerprint(samples),
+        "samples": len(samples),
+        "seed": opts.seed,
+        "versions": _versions(),
+    }
+
+
+def run_id_of(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _max_new_tokens(bench, opts: EvalOptions) -> int:
+    return opts.max_new_tokens or bench.max_new_tokens
+
+
+# -- predicting -----------------------------------------------------------------------------------
+
+
+def _load_batch(batch: list[tuple[int, Sample]]):
+    from vlmzoo.errors import ImageError
+    from vlmzoo.images import load_image
+
+    images = []
+    for _, s in batch:
+        try:
+            images.append([load_image(p) for p in s.images])
+        except ImageError as e:  # the data set is broken here: say where, keep what is stored
+            raise InputError(f"sample {s.id}: {e}") from None
+    return batch, images
+
+
+def _predict(model, bench, samples: list[Sample], images: list[list], opts: EvalOptions):
+    """(prediction, raw output, extra bytes) per sample of one batch, for the benchmark's task."""
+    task = bench.task
+    if task in ("ask", "caption"):
+        gen = {"max_new_tokens": _max_new_tokens(bench, opts)}
+        if task == "ask":
+            prompts = [render_prompt(bench.prompt, s) for s in samples]
+            outs = model.ask([im if len(im) > 1 else im[0] for im in images], prompts, **gen)
+        else:
+            outs = model.caption([im[0] for im in images], bench.prompt, **gen)
+        return [(extract_answer(o.text, bench.extract), o.text, None) for o in outs]
+    if task == "classify":
+        classes = list(bench.classes)
+        outs = model.classify([im[0] for im in images], classes, templates=bench.templates or None)
+        return [(list(o.labels[:10]), None, None) for o in outs]
+    if task == "ground":
+        results = []
+        for s, im in zip(samples, images):
+            g = model.ground(im[0], s.question)
+            box = g.boxes[0] if g.boxes else None
+            results.append(([box.x0, box.y0, box.x1, box.y1] if box else None, g.raw, None))
+        return results
+    if task == "retrieve":
+        image_vecs = model.embed_images([im[0] for im in images]).vectors.astype(np.float32)
+        results = []
+        for s, vec in zip(samples, image_vecs):
+            text_vecs = model.embed_texts(list(s.answers)).vectors.astype(np.float32)
+            results.append(({"captions": len(s.answers)}, None, np.concatenate([vec[None], text_vecs]).tobytes()))
+        return results
+    raise InputError(f"benchmark task {task!r} is not one vlmzoo can run")
+
+
+def _progress(total: int, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="sample", dynamic_ncols=True, leave=True)
+
+
+def evaluate(model_name: str, bench, store: Store, opts: EvalOptions = EvalOptions(),
+             load: Callable | None = None, progress: bool = True) -> RunResult:
+    """Predict every sample not yet stored for this run, then score the whole run."""
+    from vlmzoo.loading import load_resolved, resolve
+
+    samples = list(bench.samples(limit=opts.limit))
+    if not samples:
+        raise InputError(f"benchmark {bench.name} has no samples" + (f" within --limit {opts.limit}" if opts.limit else ""))
+    resolved = resolve(model_name, device=opts.device, dtype=opts.dtype)
+    config = run_config(resolved, bench, samples, opts)
+    run_id = run_id_of(config)
+    store.open_run(run_id, resolved.name, bench.name, config, len(samples))
+    done = store.done_ids(run_id)
+    todo = [(i, s) for i, s in enumerate(samples) if s.id not in done]
+    if todo:
+        model = (load or load_resolved)(resolved)
+        if bench.task not in model.tasks:
+            raise InputError(f"{resolved.name} does not do {bench.task!r} (it does: {', '.join(sorted(model.tasks))})")
+        batch_size = opts.batch_size or model.batch_size
+        bar = _progress(len(samples), f"{resolved.name} on {bench.name}") if progress else None
+        if bar is not None:
+            bar.update(len(samples) - len(todo))
+        for batch, images in prefetched(todo, batch_size, _load_batch, depth=2, workers=1):
+            t = time.perf_counter()
+            outs = _predict(model, bench, [s for _, s in batch], images, opts)
+            each = (time.perf_counter() - t) / len(batch)
+            store.add_predictions(run_id, [
+                StoredPrediction(s.id, pos, pred, raw, each, extra, sample_record(s))
+                for (pos, s), (pred, raw, extra) in zip(batch, outs)])
+            if bar is not None:
+                bar.update(len(batch))
+        if bar is not None:
+            bar.close()
+        store.set_resources(run_id, _resources(model, store.run(run_id).resources))
+    scores = score_run(store, run_id, bench, samples, resamples=opts.resamples, seed=opts.seed)
+    store.mark_finished(run_id)
+    return RunResult(run_id, resolved.name, bench.name, len(todo), len(samples) - len(todo), scores)
+
+
+def _resources(model, before: dict) -> dict:
+    """Peak resident memory of this process (the most a run needed, across resumes) and the
+    bytes of the model's weights."""
+    import resource
+
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    weights = sum(p.numel() * p.element_size() for p in model.model.parameters()) if hasattr(model, "model") else None
+    return {"peak_rss_mb": max(peak_mb, before.get("peak_rss_mb", 0.0)), "weight_bytes": weights}
+
+
+# -- scoring --------------------------------------------------------------------------------------
+
+
+def score_run(store: Store, run_id: str, bench, samples: list[Sample], *, resamples: int = 1000,
+              seed: int = 0) -> list[Score]:
+    """Scores with bootstrap intervals from the stored predictions (never re-runs a model)."""
+    from vlmzoo.evaluation.metrics.captions import MetricUnavailable
+
+    stored = store.predictions(run_id)
+    by_id = {s.id: s for s in samples}
+    missing = [s.id for s in samples if s.id not in {p.sample_id for p in stored}]
+    if missing:
+        raise VlmzooError(f"run {run_id} lacks predictions for {len(missing)} samples (first: {missing[:3]})")
+    stored = [p for p in stored if p.sample_id in by_id]
+    ordered = [by_id[p.sample_id] for p in stored]
+    inputs = metric_inputs(bench.task, stored)
+    scores, per_sample = [], {}
+    for name in bench.metrics:
+        metric = get_metric(name)
+        try:
+            rows = metric.rows(inputs, ordered)
+        except MetricUnavailable as e:
+            scores.append(Score(name, None, None, None, len(ordered), "unavailable", str(e)))
+            continue
+        ci = bootstrap_ci(rows, metric.aggregate, resamples=resamples, seed=seed)
+        scores.append(Score(name, ci.value, ci.low, ci.high, len(ordered), "ok", None))
+        if rows.shape[1] == 1:  # a per-sample score: kept for breakdowns and the report's gallery
+            per_sample[name] = {p.sample_id: float(v) for p, v in zip(stored, rows[:, 0])}
+    store.put_scores(run_id, scores, per_sample)
+    return scores
+
+
+def describe_score(s: Score) -> str:
+    if s.status != "ok":
+        return f"{s.metric}: unavailable ({s.detail})"
+    return f"{s.metric}: {s.value:.4f} [{s.low:.4f}, {s.high:.4f}]"
+
+
+def as_dict(result: RunResult) -> dict:
+    return {"run_id": result.run_id, "model": result.model, "benchmark": result.benchmark,
+            "predicted": result.predicted, "resumed": result.resumed, "scores": [asdict(s) for s in result.scores]}
