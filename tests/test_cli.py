@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from vlmzoo import catalog
 from vlmzoo.cli import main
 
-VLMZOO = [sys.executable, "-m", "vlmzoo.cli"]
+VLMZOO = [sys.executable, "-m", "vlmzoo"]
 
 
 @pytest.fixture

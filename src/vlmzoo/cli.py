@@ -543,6 +543,3 @@ def demo(model_names):
 
 # the evaluation commands live in their own module and register on ``main``
 from vlmzoo import cli_eval  # noqa: E402,F401
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

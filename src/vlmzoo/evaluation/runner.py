@@ -20,7 +20,6 @@ import numpy as np
 
 from vlmzoo.engine.prefetch import prefetched
 from vlmzoo.errors import InputError, VlmzooError
-from vlmzoo.evaluation.answers import extract_answer, render_prompt
 from vlmzoo.evaluation.metrics import get_metric
 from vlmzoo.evaluation.records import metric_inputs, sample_record
 from vlmzoo.evaluation.sample import Sample
@@ -84,7 +83,7 @@ def _data_fingerprint(samples: list[Sample]) -> str:
     return h.hexdigest()[:16]
 
 
-def run_config(resolved, bench, samples: list[Sample], opts: EvalOptions) -> dict:
+def run_config(resolved, bench, samples: list[Sample], opts: EvalOptions, classes=()) -> dict:
     """Everything that determines a run's outputs; its hash is the run id."""
     return {
         "model": resolved.name,
@@ -95,7 +94,7 @@ def run_config(resolved, bench, samples: list[Sample], opts: EvalOptions) -> dic
         "task": bench.task,
         "prompt": bench.prompt,
         "templates": list(bench.templates or []),
-        "classes": list(bench.classes or []),
+        "classes": list(classes),
         "extract": bench.extract,
         "generation": {"max_new_tokens": _max_new_tokens(bench, opts), "do_sample": False},
         "data": _data_fingerprint(samples),
@@ -129,25 +128,24 @@ def _load_batch(batch: list[tuple[int, Sample]]):
     return batch, images
 
 
-def _predict(model, bench, samples: list[Sample], images: list[list], opts: EvalOptions):
+def _predict(model, bench, samples: list[Sample], images: list[list], opts: EvalOptions, classes=()):
     """(prediction, raw output, extra bytes) per sample of one batch, for the benchmark's task."""
     task = bench.task
     if task in ("ask", "caption"):
         gen = {"max_new_tokens": _max_new_tokens(bench, opts)}
         if task == "ask":
-            prompts = [render_prompt(bench.prompt, s) for s in samples]
+            prompts = [bench.render_prompt(s) for s in samples]
             outs = model.ask([im if len(im) > 1 else im[0] for im in images], prompts, **gen)
         else:
-            outs = model.caption([im[0] for im in images], bench.prompt, **gen)
-        return [(extract_answer(o.text, bench.extract), o.text, None) for o in outs]
+            outs = model.caption([im[0] for im in images], bench.render_prompt(samples[0]), **gen)
+        return [(bench.extract_answer(o.text), o.text, None) for o in outs]
     if task == "classify":
-        classes = list(bench.classes)
-        outs = model.classify([im[0] for im in images], classes, templates=bench.templates or None)
+        outs = model.classify([im[0] for im in images], list(classes), templates=list(bench.templates) or None)
         return [(list(o.labels[:10]), None, None) for o in outs]
     if task == "ground":
         results = []
         for s, im in zip(samples, images):
-            g = model.ground(im[0], s.question)
+            g = model.ground(im[0], bench.render_prompt(s))
             box = g.boxes[0] if g.boxes else None
             results.append(([box.x0, box.y0, box.x1, box.y1] if box else None, g.raw, None))
         return results
@@ -176,7 +174,8 @@ def evaluate(model_name: str, bench, store: Store, opts: EvalOptions = EvalOptio
     if not samples:
         raise InputError(f"benchmark {bench.name} has no samples" + (f" within --limit {opts.limit}" if opts.limit else ""))
     resolved = resolve(model_name, device=opts.device, dtype=opts.dtype)
-    config = run_config(resolved, bench, samples, opts)
+    classes = bench.class_names(samples) if bench.task == "classify" else ()
+    config = run_config(resolved, bench, samples, opts, classes)
     run_id = run_id_of(config)
     store.open_run(run_id, resolved.name, bench.name, config, len(samples))
     done = store.done_ids(run_id)
@@ -191,7 +190,7 @@ def evaluate(model_name: str, bench, store: Store, opts: EvalOptions = EvalOptio
             bar.update(len(samples) - len(todo))
         for batch, images in prefetched(todo, batch_size, _load_batch, depth=2, workers=1):
             t = time.perf_counter()
-            outs = _predict(model, bench, [s for _, s in batch], images, opts)
+            outs = _predict(model, bench, [s for _, s in batch], images, opts, classes)
             each = (time.perf_counter() - t) / len(batch)
             store.add_predictions(run_id, [
                 StoredPrediction(s.id, pos, pred, raw, each, extra, sample_record(s))

@@ -138,6 +138,14 @@ class VLModel:
                 f"{self.name} cannot {task!r}; its tasks are: {', '.join(sorted(self.tasks))}"
             )
 
+    def check_prompt_length(self, tokens: int, new_tokens: int = 0) -> None:
+        """Refuse a prompt the text model cannot take (its position table ends), clearly and
+        before generation fails somewhere inside the model."""
+        limit = getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
+        if limit is not None and tokens + new_tokens > limit:
+            raise InputError(f"prompt of {tokens} tokens (+{new_tokens} new) is longer than {self.name} takes: "
+                             f"{limit} positions")
+
     def image_batches(self, images: ImageLike | Sequence[ImageLike]):
         """Batches of taken-in images, decoded in threads one batch ahead of the caller, so a
         large folder is never held in memory at full resolution all at once."""

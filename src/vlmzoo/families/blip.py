@@ -87,6 +87,8 @@ class BlipModel(VLModel):
         questions = [single_question(r, self.name) for r in requests]
         loaded = [self.take_images(r.images[0])[0] for r in requests]
         tokenized = [self.processor.tokenizer(q)["input_ids"] for q in questions]
+        for ids in tokenized:
+            self.check_prompt_length(len(ids))
         answers: list[Answer | None] = [None] * len(questions)
         order = sorted(range(len(questions)), key=lambda i: len(tokenized[i]))
         with torch.inference_mode():

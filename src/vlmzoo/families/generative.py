@@ -174,6 +174,7 @@ class GenerativeModel(VLModel):
 
         inputs = inputs if inputs is not None else self.encode(prompts, images)
         prompt_len = inputs["input_ids"].shape[1]
+        self.check_prompt_length(prompt_len, opts.max_new_tokens if self.echoes_prompt else 0)
         from vlmzoo.engine.lean_decode import lean_generate
 
         lean = self._lean_decoder(opts)
