@@ -48,6 +48,9 @@ class RunResult:
     predicted: int  # samples predicted in this call (0 when everything was already stored)
     resumed: int  # samples that were already stored
     scores: list[Score] = field(default_factory=list)
+    # wall time of this call's phases: loading the model, predicting (model calls, image
+    # decoding, storing), scoring (metrics and intervals)
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 # -- identity -------------------------------------------------------------------------------------
@@ -180,14 +183,18 @@ def evaluate(model_name: str, bench, store: Store, opts: EvalOptions = EvalOptio
     store.open_run(run_id, resolved.name, bench.name, config, len(samples))
     done = store.done_ids(run_id)
     todo = [(i, s) for i, s in enumerate(samples) if s.id not in done]
+    seconds = {"load": 0.0, "predict": 0.0}
     if todo:
+        t0 = time.perf_counter()
         model = (load or load_resolved)(resolved)
+        seconds["load"] = time.perf_counter() - t0
         if bench.task not in model.tasks:
             raise InputError(f"{resolved.name} does not do {bench.task!r} (it does: {', '.join(sorted(model.tasks))})")
         batch_size = opts.batch_size or model.batch_size
         bar = _progress(len(samples), f"{resolved.name} on {bench.name}") if progress else None
         if bar is not None:
             bar.update(len(samples) - len(todo))
+        t0 = time.perf_counter()
         for batch, images in prefetched(todo, batch_size, _load_batch, depth=2, workers=1):
             t = time.perf_counter()
             outs = _predict(model, bench, [s for _, s in batch], images, opts, classes)
@@ -199,10 +206,13 @@ def evaluate(model_name: str, bench, store: Store, opts: EvalOptions = EvalOptio
                 bar.update(len(batch))
         if bar is not None:
             bar.close()
+        seconds["predict"] = time.perf_counter() - t0
         store.set_resources(run_id, _resources(model, store.run(run_id).resources))
+    t0 = time.perf_counter()
     scores = score_run(store, run_id, bench, samples, resamples=opts.resamples, seed=opts.seed)
+    seconds["score"] = time.perf_counter() - t0
     store.mark_finished(run_id)
-    return RunResult(run_id, resolved.name, bench.name, len(todo), len(samples) - len(todo), scores)
+    return RunResult(run_id, resolved.name, bench.name, len(todo), len(samples) - len(todo), scores, seconds)
 
 
 def _resources(model, before: dict) -> dict:
