@@ -155,3 +155,9 @@ def test_mcnemar_exact():
     x = [1, 1, 1, 0, 0, 0, 0, 0]
     y = [0, 0, 0, 1, 1, 1, 1, 1]
     assert mcnemar(x, y) == pytest.approx(2 * 93 / 256)
+
+
+def test_paired_bootstrap_ignores_float_noise():
+    a = np.full(50, 1e-18)
+    b = np.full(50, 2e-14)  # "better" only by BLEU's smoothing residue
+    assert paired_bootstrap(a, b).p_value == 1.0 and not paired_bootstrap(a, b).significant

@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 DEFAULT_RESAMPLES = 1000
+NUMERICAL_NOISE = 1e-9
 
 
 def mean_of_first(rows: np.ndarray) -> float:
@@ -73,8 +74,10 @@ def paired_bootstrap(rows_a, rows_b, aggregate: Callable[[np.ndarray], float] = 
     diffs = _aggregate_all(rows_b, idx, aggregate) - _aggregate_all(rows_a, idx, aggregate)
     observed = aggregate(rows_b) - aggregate(rows_a)
     tail = (1 - level) / 2 * 100
-    # two-sided p: twice the smaller share of resamples at or beyond zero, at least 1/resamples
-    p = 2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0))
+    # two-sided p: twice the smaller share of resamples at or beyond zero, at least 1/resamples;
+    # differences within float noise (BLEU's 1e-9 smoothing leaves ~1e-15 scores) count as zero
+    noise = NUMERICAL_NOISE * max(1.0, float(np.max(np.abs(diffs))))
+    p = 2 * min(np.mean(diffs <= noise), np.mean(diffs >= -noise)) if np.max(np.abs(diffs)) > NUMERICAL_NOISE else 1.0
     return PairedDifference(float(observed), float(np.percentile(diffs, tail)), float(np.percentile(diffs, 100 - tail)),
                             float(min(1.0, max(p, 1 / resamples))))
 
