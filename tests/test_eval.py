@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from click.testing import CliRunner
 
 from vlmzoo.cli import main
@@ -192,3 +193,29 @@ def test_a_prompt_longer_than_the_model_takes_is_refused_clearly(tiny, tmp_path)
     r = CliRunner().invoke(main, ["eval", "--models", str(tiny["blip-vqa"]), "--benchmark", "sample-choice",
                                   "--store", str(tmp_path / "r.db")])
     assert r.exit_code == 2 and "positions" in r.output and "longer than" in r.output
+
+
+def test_grounding_benchmark_runs_and_scores_boxes(tiny_chat, tmp_path):
+    bench = load_benchmark("sample")
+    rows = []
+    for s in list(bench.samples())[:3]:
+        w, h = Image.open(s.images[0]).size
+        rows.append({"id": s.id, "image": str(s.images[0]), "question": "the main object",
+                     "box": [0, 0, w / 2, h / 2], "category": "corner"})
+    (tmp_path / "g.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    (tmp_path / "g.toml").write_text('name = "ground-mini"\ndescription = "x"\ntask = "ground"\n'
+                                     'metrics = ["iou@0.5"]\nmax_new_tokens = 12\n'
+                                     '[data]\nformat = "manifest"\npath = "g.jsonl"\n')
+    db = tmp_path / "r.db"
+    out = _json(_eval("--models", str(tiny_chat["qwen2_vl"]), "--benchmark", str(tmp_path / "g.toml"),
+                      "--store", str(db)))
+    score = out["entries"][0]["scores"]["iou@0.5"]
+    with Store(db) as store:
+        preds = store.predictions(out["entries"][0]["run_id"])
+    # the score is the share of stored boxes (pixel xyxy, or None when the output held none)
+    # that overlap the target at IoU >= 0.5
+    from vlmzoo.evaluation.metrics.vision import grounding_hit
+    expected = np.mean([grounding_hit(tuple(p.prediction) if p.prediction else None, tuple(p.sample["box"]))
+                        for p in preds])
+    assert len(preds) == 3 and score["value"] == pytest.approx(expected)
+    assert all(p.raw is not None for p in preds)
