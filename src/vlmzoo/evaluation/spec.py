@@ -311,9 +311,11 @@ class Benchmark(BaseModel):
 
 def format_options(options) -> str:
     """"A. first\\nB. second" (the letters the choice metric reads back)."""
+    from vlmzoo.evaluation.metrics.text import choice_letters
+
     if len(options) > 26:
         raise BenchmarkError(f"multiple choice takes at most 26 options, got {len(options)}")
-    return "\n".join(f"{letter}. {option}" for letter, option in zip(string.ascii_uppercase, options))
+    return "\n".join(f"{letter}. {option}" for letter, option in zip(choice_letters(len(options)) if options else [], options))
 
 
 _ANSWER_PREFIX = re.compile(r"^answer\s*:\s*", re.IGNORECASE)
