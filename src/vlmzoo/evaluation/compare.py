@@ -67,7 +67,9 @@ def leaderboard(store: Store, runs: list[Run], *, resamples: int = 1000, seed: i
                              len(stored) / seconds if seconds > 0 else None,
                              run.resources.get("peak_rss_mb"), run.resources.get("weight_bytes")))
     metrics = [m for m in entries[0].scores] if entries else []
-    primary = next((m for m in metrics if all(e.scores.get(m) and e.scores[m].status == "ok" for e in entries)), None)
+    # the first metric every run could score (a NaN score comes back from SQLite as NULL)
+    primary = next((m for m in metrics if all(e.scores.get(m) and e.scores[m].status == "ok"
+                                              and e.scores[m].value is not None for e in entries)), None)
     if primary:
         entries.sort(key=lambda e: -e.scores[primary].value)
     board = Leaderboard(next(iter(benchmarks)), metrics, entries)

@@ -7,6 +7,7 @@ data URIs, and a Content-Security-Policy that forbids loading anything or runnin
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tempfile
@@ -15,7 +16,13 @@ from html import escape
 from pathlib import Path
 
 from vlmzoo.errors import InputError
-from vlmzoo.evaluation.report_charts import Bar, Point, bar_chart, fmt_count, scatter_chart
+from vlmzoo.evaluation.report_charts import (
+    Bar,
+    Point,
+    bar_chart,
+    fmt_count,
+    scatter_chart,
+)
 from vlmzoo.evaluation.report_data import BenchmarkView, gather
 from vlmzoo.evaluation.report_gallery import GALLERY_CAP, gallery_html
 from vlmzoo.evaluation.store import Run, Store
@@ -38,19 +45,21 @@ code{font-size:12px;color:#555}
 figure.chart{margin:0}figure.chart figcaption{font-size:13px;color:#444;margin:0 0 2px}
 svg.chart{max-width:100%;height:auto;font-family:inherit}
 .gap{color:#1d6b2f;font-weight:600}.nogap{color:#777}
-.catbar{background:linear-gradient(to right,#d6e3f1 var(--v),transparent var(--v))}
-.gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:14px}
-figure.sample{margin:0;border:1px solid #e2e2e2;border-radius:4px;padding:10px;display:flex;gap:12px}
-.thumb{width:160px;height:auto;max-height:160px;object-fit:contain;flex:none;align-self:flex-start}
-.thumb.missing{height:110px;background:#f6f1e7;border:1px dashed #c9b48a;color:#7a5b1e;font-size:12px;
+.catbar{background:linear-gradient(to right,#7fa3cc var(--v),#e9edf2 var(--v)) no-repeat 6px bottom/calc(100% - 12px) 3px}
+.gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(370px,1fr));gap:14px}
+figure.sample{margin:0;border:1px solid #e2e2e2;border-radius:4px;padding:10px;display:grid;
+ grid-template-columns:160px 1fr;gap:8px 12px;align-content:start;font-size:13px}
+.thumb{display:block;max-width:160px;max-height:160px}
+.thumb.missing{width:160px;height:110px;background:#f6f1e7;border:1px dashed #c9b48a;color:#7a5b1e;font-size:12px;
  display:flex;flex-direction:column;justify-content:center;align-items:center;text-align:center;padding:6px;
  box-sizing:border-box;overflow-wrap:anywhere}
-.more{font-size:11px;color:#777}
-figure.sample figcaption{flex:1;min-width:0;font-size:13px}
-.sid{color:#888;font-size:11px}.question{font-weight:600;margin:2px 0 6px}
-table.answers{margin:0;width:100%}table.answers th{font-weight:500;color:#555;width:35%;overflow-wrap:anywhere}
-table.answers td{overflow-wrap:anywhere}
-.raw{color:#888;font-size:11px}.refs{margin-top:6px;color:#444}.refs span{color:#888}
+.more{font-size:11px;color:#777}.head{min-width:0}
+.sid{color:#888;font-size:11px}.question{font-weight:600;margin:2px 0 6px;overflow-wrap:anywhere}
+table.answers,.refs{grid-column:1/-1}table.answers{margin:0;width:100%}
+table.answers th{font-weight:500;color:#555;width:1%}
+.model{display:inline-block;max-width:150px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap;vertical-align:top}
+table.answers td{overflow-wrap:anywhere}table.answers td:last-child{width:1%;text-align:right}
+.raw{color:#888;font-size:11px}.refs{color:#444;overflow-wrap:anywhere}.refs span{color:#888}
 .score{display:inline-block;min-width:34px;text-align:center;border-radius:3px;background:#eee;font-size:11px}
 .score.best{background:#d7ecd9;color:#1d5a2a}
 nav a{margin-right:14px}
@@ -170,7 +179,7 @@ def _bytes(n: float | None) -> str:
 
 
 def _score_cell(score) -> str:
-    if score is None:
+    if score is None or (score.status == "ok" and score.value is None):
         return '<td class=num>-</td>'
     if score.status != "ok":
         return f'<td><span class=na>unavailable</span><div class=why>{escape(score.detail or "no reason recorded")}</div></td>'
@@ -205,7 +214,8 @@ def metric_charts_html(view: BenchmarkView) -> str:
     charts, notes = [], []
     for m in view.board.metrics:
         scored = [(e, e.scores.get(m)) for e in view.board.entries]
-        bars = [Bar(e.run.model, s.value, s.low, s.high) for e, s in scored if s is not None and s.status == "ok"]
+        bars = [Bar(e.run.model, s.value, s.low, s.high) for e, s in scored
+                if s is not None and s.status == "ok" and _finite(s.value, s.low, s.high)]
         if bars:
             charts.append(_figure(f"{m} (bars: score; whiskers: 95% interval)",
                                   bar_chart(f"{view.board.benchmark}/bars/{m}", f"{m} by model", bars)))
@@ -214,11 +224,17 @@ def metric_charts_html(view: BenchmarkView) -> str:
     return '<div class="charts">' + "".join(charts) + "</div>" + "".join(notes)
 
 
+def _finite(value: float | None, *bounds: float | None) -> bool:
+    """A NaN or infinite score cannot be placed on an axis (SQLite hands a stored NaN back as NULL)."""
+    return value is not None and all(v is None or math.isfinite(v) for v in (value, *bounds))
+
+
 def scatters_html(view: BenchmarkView) -> str:
     m = view.primary
     if m is None:
         return "<p class=note>No metric has a score, so there is nothing to plot.</p>"
-    ok = [e for e in view.board.entries if e.scores.get(m) and e.scores[m].status == "ok"]
+    ok = [e for e in view.board.entries if e.scores.get(m) and e.scores[m].status == "ok"
+          and _finite(e.scores[m].value, e.scores[m].low, e.scores[m].high)]
 
     def point(e, x: float) -> Point:
         s = e.scores[m]

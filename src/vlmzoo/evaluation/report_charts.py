@@ -8,9 +8,9 @@ Every piece of text is escaped: model names come from the store, not from us.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
-from typing import Callable
 
 ACCENT = "#3b6ea5"
 INK = "#2b2b2b"
@@ -87,9 +87,9 @@ def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def bar_chart(name: str, label: str, bars: list[Bar], *, width: int = 660) -> str:
+def bar_chart(name: str, label: str, bars: list[Bar], *, width: int = 560) -> str:
     """Horizontal bars (one per model) with their intervals as error bars."""
-    left, right, top, row = 180, 70, 10, 26
+    left, right, top, row = 150, 56, 10, 26
     ends = [v for b in bars for v in (b.value, b.low, b.high) if v is not None]
     ticks = nice_ticks(min(0.0, *ends), max(0.0, *ends))
     lo, hi = ticks[0], ticks[-1]
@@ -113,7 +113,7 @@ def bar_chart(name: str, label: str, bars: list[Bar], *, width: int = 660) -> st
             parts += [_line(x(b.low), mid, x(b.high), mid, INK, 1.4),
                       _line(x(b.low), mid - 5, x(b.low), mid + 5, INK, 1.4),
                       _line(x(b.high), mid - 5, x(b.high), mid + 5, INK, 1.4)]
-        parts.append(_text(left - 8, mid + 4, _shorten(b.label, 26), anchor="end"))
+        parts.append(_text(left - 8, mid + 4, _shorten(b.label, 21), anchor="end"))
         value_x = x(max(b.value, b.high if b.high is not None else b.value)) + 6
         parts.append(_text(value_x, mid + 4, f"{b.value:.3f}", size=11, fill=MUTED))
     parts.append(_line(left, axis_y, width - right, axis_y, MUTED))
@@ -122,9 +122,9 @@ def bar_chart(name: str, label: str, bars: list[Bar], *, width: int = 660) -> st
 
 
 def scatter_chart(name: str, label: str, points: list[Point], *, x_label: str, y_label: str, log_x: bool = False,
-                  x_format: Callable[[float], str] = fmt_number, width: int = 660, height: int = 340) -> str:
+                  x_format: Callable[[float], str] = fmt_number, width: int = 560, height: int = 320) -> str:
     """Points with vertical error bars, each labelled with its model name."""
-    left, right, top, bottom = 64, 24, 14, 52
+    left, right, top, bottom = 64, 16, 26, 52  # top: room for a label above the highest point
     xs = [p.x for p in points]
     if log_x:
         lo_x, hi_x = min(xs) / 1.6, max(xs) * 1.6

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from vlmzoo.errors import InputError
 from vlmzoo.evaluation.compare import Entry, Leaderboard, leaderboard
-from vlmzoo.evaluation.store import Run, StoredPrediction, Store
+from vlmzoo.evaluation.store import Run, Store, StoredPrediction
 
 BYTES_PER_PARAMETER = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int8": 1, "uint8": 1}
 NO_CATEGORY = "(no category)"
@@ -129,7 +129,7 @@ def disagreements(view: BenchmarkView) -> list[str]:
         for sid, p in preds.items():
             position.setdefault(sid, p.position)
     found = []
-    for sid in position:
+    for sid, place in position.items():
         having = [r for r in runs if sid in view.predictions[r]]
         if len(having) < 2:
             continue
@@ -137,7 +137,7 @@ def disagreements(view: BenchmarkView) -> list[str]:
         metrics = {m for r in having for m in view.sample_scores[r]}
         spreads = {m: _spread([view.sample_scores[r].get(m, {}).get(sid) for r in having]) for m in metrics}
         if len(answers) > 1 or any(s > 1e-9 for s in spreads.values()):
-            found.append((-spreads.get(view.primary, 0.0), position[sid], sid))
+            found.append((-spreads.get(view.primary, 0.0), place, sid))
     return [sid for _, _, sid in sorted(found)]
 
 

@@ -65,8 +65,11 @@ def format_prediction(prediction) -> str:
 
 
 def references(sample: dict) -> str:
-    if sample.get("answers"):
-        return " | ".join(str(a) for a in sample["answers"])
+    if sample.get("answers"):  # VQA keeps ten human answers, mostly repeats: count them instead
+        counts: dict[str, int] = {}
+        for a in sample["answers"]:
+            counts[str(a)] = counts.get(str(a), 0) + 1
+        return " | ".join(a if n == 1 else f"{a} ×{n}" for a, n in counts.items())
     if sample.get("label"):
         return str(sample["label"])
     if sample.get("box"):
@@ -90,19 +93,19 @@ def _item(view: BenchmarkView, sample_id: str) -> str:
     stored = next(view.predictions[e.run.run_id][sample_id] for e in view.board.entries
                   if sample_id in view.predictions[e.run.run_id])
     sample = stored.sample
-    parts = [f'<figure class="sample" data-sample="{escape(sample_id)}">', _picture(sample.get("images") or []),
-             f'<figcaption><div class="sid">{escape(sample_id)}']
+    # picture and question side by side, the answers below across the card's full width
+    parts = [f'<figure class="sample" data-sample="{escape(sample_id)}"><div class="pic">',
+             _picture(sample.get("images") or []), f'</div><div class="head"><div class="sid">{escape(sample_id)}']
     if sample.get("category"):
         parts.append(f' · {escape(str(sample["category"]))}')
     parts.append("</div>")
     if sample.get("question"):
         parts.append(f'<div class="question">{escape(str(sample["question"]))}</div>')
-    parts.append('<table class="answers">')
+    parts.append('</div><table class="answers">')
     best = _best_score(view, sample_id)
     for entry in view.board.entries:
         parts.append(_answer_row(view, entry.run.run_id, entry.run.model, sample_id, best))
-    parts.append(f'</table><div class="refs"><span>reference:</span> {escape(references(sample))}</div>'
-                 "</figcaption></figure>")
+    parts.append(f'</table><div class="refs"><span>reference:</span> {escape(references(sample))}</div></figure>')
     return "".join(parts)
 
 
@@ -130,7 +133,7 @@ def _best_score(view: BenchmarkView, sample_id: str) -> float | None:
 def _answer_row(view: BenchmarkView, run_id: str, model: str, sample_id: str, best: float | None) -> str:
     stored = view.predictions[run_id].get(sample_id)
     if stored is None:
-        return f'<tr><th>{escape(model)}</th><td class="na">not in this run</td><td></td></tr>'
+        return f'<tr>{_model_cell(model)}<td class="na">not in this run</td><td></td></tr>'
     answer = format_prediction(stored.prediction)
     raw = ""
     if stored.raw and stored.raw.strip() != answer.strip():
@@ -142,4 +145,9 @@ def _answer_row(view: BenchmarkView, run_id: str, model: str, sample_id: str, be
         marked = " best" if best is not None and score >= best else ""
         badge = f'<span class="score{marked}" title="{escape(view.primary)}">{score:.2f}</span>'
 
-    return f"<tr><th>{escape(model)}</th><td>{escape(answer)}{raw}</td><td>{badge}</td></tr>"
+    return f"<tr>{_model_cell(model)}<td>{escape(answer)}{raw}</td><td>{badge}</td></tr>"
+
+
+def _model_cell(model: str) -> str:
+    # one line, cut with an ellipsis when long (the full name in the tooltip): answers get the room
+    return f'<th><span class="model" title="{escape(model)}">{escape(model)}</span></th>'
