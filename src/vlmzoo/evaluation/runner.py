@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -255,14 +255,3 @@ def score_run(store: Store, run_id: str, bench, samples: list[Sample], *, resamp
             per_sample[name] = {p.sample_id: float(v) for p, v in zip(stored, rows[:, 0])}
     store.put_scores(run_id, scores, per_sample)
     return scores
-
-
-def describe_score(s: Score) -> str:
-    if s.status != "ok":
-        return f"{s.metric}: unavailable ({s.detail})"
-    return f"{s.metric}: {s.value:.4f} [{s.low:.4f}, {s.high:.4f}]"
-
-
-def as_dict(result: RunResult) -> dict:
-    return {"run_id": result.run_id, "model": result.model, "benchmark": result.benchmark,
-            "predicted": result.predicted, "resumed": result.resumed, "scores": [asdict(s) for s in result.scores]}
