@@ -541,5 +541,6 @@ def demo(model_names):
             con.print(f"{name} does neither classify nor caption; its tasks: {', '.join(sorted(model.tasks))}")
 
 
-# the evaluation commands live in their own module and register on ``main``
+# the evaluation and serving commands live in their own modules and register on ``main``
 from vlmzoo import cli_eval  # noqa: E402,F401
+from vlmzoo import cli_serve  # noqa: E402,F401
