@@ -1,8 +1,9 @@
 """Image intake: every image enters vlmzoo here.
 
-Accepts a file path, a directory (recursive, sorted), an http(s) URL (only when allowed), raw
-bytes, base64 or a data URI, a PIL image, or a numpy array. Returns RGB PIL images with EXIF
-orientation applied, and refuses what is broken or too big with an error naming the input.
+Accepts a file path, a directory (recursive, sorted), an http(s) URL (only when allowed, and
+then fetched by vlmzoo.safe_fetch: public addresses only, size and time limits), raw bytes,
+base64 or a data URI, a PIL image, or a numpy array. Returns RGB PIL images with EXIF orientation
+applied, and refuses what is broken or too big with an error naming the input.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ import io
 import os
 import re
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Union
+from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from vlmzoo import safe_fetch
 from vlmzoo.errors import ImageError, InputError
 
 ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray, "LoadedImage"]
@@ -75,9 +78,13 @@ def expand(sources: ImageLike | Iterable[ImageLike]) -> list[ImageLike]:
 
 def load_image(
     src: ImageLike, *, allow_urls: bool = False, max_pixels: int | None = None,
-    draft: tuple[int, int] | None = None,
+    draft: tuple[int, int] | None = None, fetch: Callable[[str], bytes] | None = None,
 ) -> LoadedImage:
     """Take in one image. Raises ImageError naming the input on any problem.
+
+    With ``allow_urls`` an http(s) URL is fetched by ``fetch`` (url -> bytes, raising ImageError),
+    by default ``safe_fetch.fetch`` with its public-addresses-only policy and MAX_DOWNLOAD_BYTES.
+    A server passes e.g. ``functools.partial(safe_fetch.fetch, timeout=10)`` for its own limits.
 
     ``draft`` (w, h): a JPEG may be decoded at a reduced scale as long as both sides stay at
     least this large (PIL's draft mode); faster, not bit-identical to a full decode.
@@ -98,10 +105,11 @@ def load_image(
         raise ImageError(name, f"unsupported image type {type(src).__name__}")
     if src.startswith("data:"):
         return LoadedImage(_decode(_from_data_uri(src, name), name, max_pixels, draft), name)
-    if src.startswith(("http://", "https://")):
+    if src[:8].lower().startswith(("http://", "https://")):
         if not allow_urls:
             raise ImageError(name, "image URLs are off; pass allow_urls=True (CLI: --allow-urls)")
-        return LoadedImage(_decode(_download(src), name, max_pixels, draft), name)
+        name = safe_fetch.redact(name)
+        return LoadedImage(_decode(_download(src, fetch), name, max_pixels, draft), name)
     path = Path(src)
     if path.is_file():
         return LoadedImage(_open_file(path, name, max_pixels, draft), name)
@@ -265,14 +273,9 @@ def _from_data_uri(uri: str, name: str) -> bytes:
         raise ImageError(name, f"data URI payload is not valid base64 ({e})") from None
 
 
-def _download(url: str) -> bytes:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - opt-in only
-            data = resp.read(MAX_DOWNLOAD_BYTES + 1)
-    except OSError as e:
-        raise ImageError(url, f"download failed: {e}") from None
-    if len(data) > MAX_DOWNLOAD_BYTES:
-        raise ImageError(url, f"download is over {MAX_DOWNLOAD_BYTES // 2**20} MiB")
-    return data
+def _download(url: str, fetch: Callable[[str], bytes] | None = None) -> bytes:
+    # Never urllib.urlopen: URLs may come from untrusted clients (vlmzoo serve), and safe_fetch
+    # refuses private/loopback/metadata addresses, pins the checked address and bounds size and time.
+    if fetch is None:
+        return safe_fetch.fetch(url, max_bytes=MAX_DOWNLOAD_BYTES)
+    return fetch(url)
