@@ -71,3 +71,54 @@ def test_no_request_gets_a_server_error(api_schema):
 
         check()
     assert {"POST /v1/chat/completions", "POST /v1/embeddings", "GET /v1/models"} <= set(seen)
+
+
+def _image_uri(width: int, height: int, fmt: str) -> str:
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (width % 256, height % 256, 90)).save(buf, fmt)
+    return f"data:image/{fmt.lower()};base64,{base64.b64encode(buf.getvalue()).decode()}"
+
+
+_images = st.builds(_image_uri, st.integers(1, 1200), st.integers(1, 40), st.sampled_from(["PNG", "JPEG", "GIF"]))
+_parts = st.lists(st.one_of(st.builds(lambda t: {"type": "text", "text": t}, st.text(min_size=1, max_size=40)),
+                            st.builds(lambda u: {"type": "image_url", "image_url": {"url": u}}, _images)),
+                  min_size=1, max_size=3)
+_chats = st.fixed_dictionaries(
+    {"model": st.just("qwen"),
+     "messages": st.lists(st.fixed_dictionaries({"role": st.sampled_from(["system", "user", "assistant"]),
+                                                 "content": st.one_of(st.text(min_size=1, max_size=40), _parts)}),
+                          min_size=1, max_size=3)},
+    optional={"max_tokens": st.integers(1, 6), "temperature": st.floats(0, 2), "top_p": st.floats(1e-9, 1),
+              "seed": st.integers(0, 2**63 - 1), "stop": st.lists(st.text(min_size=1, max_size=3), max_size=2),
+              "stream": st.booleans()})
+
+
+def test_well_formed_chats_with_odd_images_and_options_get_no_server_error(api_schema):
+    """Bodies the schema accepts, aimed at the model: extreme aspect ratios, 1-pixel images,
+    several image formats, sampling options at their edges, streams."""
+    import requests
+    from hypothesis import given
+
+    url = api_schema.get_base_url().rstrip("/")
+    answered = []
+
+    @given(body=_chats)
+    @settings(max_examples=EXAMPLES // 3, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    def check(body):
+        r = requests.post(f"{url}/v1/chat/completions", json=body, timeout=60)
+        assert r.status_code < 500, (body, r.text[:500])
+        if r.status_code >= 400:
+            assert r.json()["error"]["message"]
+        elif body.get("stream"):
+            assert r.text.rstrip().endswith("data: [DONE]")
+        else:
+            assert r.json()["choices"][0]["message"]["role"] == "assistant"
+        answered.append(r.status_code == 200)
+
+    check()
+    assert sum(answered) >= len(answered) // 4, f"only {sum(answered)} of {len(answered)} bodies reached the model"

@@ -81,7 +81,10 @@ class GenerativeModel(VLModel):
             kwargs["add_special_tokens"] = False  # the template wrote the BOS already: never two
         if any(images):
             kwargs["images"] = [[im.image for im in per] for per in images]
-        inputs = self.processor(**kwargs)
+        try:
+            inputs = self.processor(**kwargs)
+        except ValueError as e:  # e.g. Qwen2-VL refuses an aspect ratio over 200: the input's fault
+            raise InputError(f"{self.name} cannot take this input: {e}") from None
         if "token_type_ids" in inputs and not self._accepts("token_type_ids"):
             del inputs["token_type_ids"]  # BERT-style tokenizers add them; most models refuse them
         return inputs.to(self.device)
