@@ -8,7 +8,9 @@ able to make the server read its own files.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
+from vlmzoo import safe_fetch
 from vlmzoo.engine.generation import MAX_NEW_TOKENS_LIMIT
 from vlmzoo.images import LoadedImage, load_image
 from vlmzoo.serve.errors import ServeError
@@ -33,6 +35,8 @@ class Limits:
     max_inputs: int = 256  # embedding inputs per request
     max_messages: int = 64
     allow_image_urls: bool = False
+    url_max_bytes: int = 20 * 1024 * 1024  # one fetched image URL
+    url_timeout: float = 10.0  # seconds for a whole URL fetch, redirects included
 
     def __post_init__(self):
         if not 1 <= self.max_tokens <= MAX_NEW_TOKENS_LIMIT:
@@ -51,7 +55,8 @@ def take_image(url: str, limits: Limits, where: str) -> LoadedImage:
     else:
         raise ServeError(400, f"{where}: an image must be a data URI or an http(s) URL, got {url[:40]!r}",
                          param=where, code="invalid_image")
-    return load_image(url, allow_urls=limits.allow_image_urls, max_pixels=limits.max_pixels)
+    fetch = partial(safe_fetch.fetch, max_bytes=limits.url_max_bytes, timeout=limits.url_timeout)
+    return load_image(url, allow_urls=limits.allow_image_urls, max_pixels=limits.max_pixels, fetch=fetch)
 
 
 def chat_of(body: ChatCompletionRequest, limits: Limits) -> list[Message]:
