@@ -105,3 +105,20 @@ def test_stream_reraises_errors_in_the_consumer():
     run_in_thread(stream, boom)
     with pytest.raises(RuntimeError, match="generate failed"):
         list(stream)
+
+
+def test_a_cancelled_stream_stops_generation_at_the_next_token(tiny_chat):
+    import vlmzoo
+    from vlmzoo.engine.generation import StreamCancelled
+
+    model = vlmzoo.load(tiny_chat["qwen2_vl"])
+    chat = [{"role": "user", "content": "Tell me a long story."}]
+    assert model.ask(messages=chat, max_new_tokens=200).num_tokens == 200  # left alone it runs to the limit
+    stream = model.ask(messages=chat, stream=True, max_new_tokens=200)
+    pieces = iter(stream)
+    next(pieces)
+    stream.cancel()
+    with pytest.raises(StreamCancelled):
+        list(pieces)
+    assert stream.result is None
+    assert len(stream._ids) < 200  # tokens pushed before generate ended

@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -335,3 +336,18 @@ def test_cli_serve_prints_its_address_and_answers(tiny):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_stream_the_client_leaves_stops_generating(server, client, photos):
+    before = requests.get(f"{server}/health").json()["models"]["qwen"]["cancelled_streams"]
+    body = {"model": "qwen", "messages": user(image_part(photos[0]), "Tell me everything."), "max_tokens": 64,
+            "stream": True}
+    with requests.post(f"{server}/v1/chat/completions", json=body, stream=True, timeout=60) as r:
+        next(r.iter_lines())  # the first event arrived: generation is under way; then hang up
+    deadline = time.monotonic() + 30
+    while requests.get(f"{server}/health").json()["models"]["qwen"]["cancelled_streams"] == before:
+        assert time.monotonic() < deadline, "the stream was not cancelled"
+        time.sleep(0.05)
+    # the model's thread is free again for the next request
+    r = client.chat.completions.create(model="qwen", messages=user("Hi"), max_tokens=2)
+    assert r.choices[0].message.content is not None

@@ -30,3 +30,29 @@ class TaskNotSupportedError(VlmzooError, NotImplementedError):
 
 class InputError(VlmzooError, ValueError):
     """A request argument (not an image) is wrong: empty list, mismatched lengths, bad type."""
+
+
+class MissingAPIKeyError(VlmzooError, LookupError):
+    """An API model was loaded but no key is set; the message names the environment variable."""
+
+
+class APIError(VlmzooError, RuntimeError):
+    """An API provider refused or failed a request.
+
+    ``status`` is the HTTP status (None for a connection error or timeout), ``message`` the
+    provider's own words with any API key redacted, ``attempts`` how many times vlmzoo tried.
+    """
+
+    def __init__(self, model: str, message: str, *, status: int | None = None, attempts: int = 1,
+                 retryable: bool = False):
+        self.model = model
+        self.status = status
+        self.message = message
+        self.attempts = attempts
+        self.retryable = retryable
+        what = f"HTTP {status}" if status is not None else "no response"
+        if attempts > 1:
+            text = f"{model}: gave up after {attempts} attempts; last error: {what}: {message}"
+        else:
+            text = f"{model}: {what}: {message}"
+        super().__init__(text)

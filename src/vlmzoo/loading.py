@@ -1,6 +1,8 @@
 """``vlmzoo.load``: one path from a name to a ready model object.
 
-A name is, in this order: a local checkpoint folder; a catalog id, alias or checkpoint name; a
+A name is, in this order: an API model (``openai:<model>``, ``gemini:<model>``,
+``openai-compatible:<base-url>#<model>``, or a catalog name of one), which touches neither the
+hub nor any weights; a local checkpoint folder; a catalog id, alias or checkpoint name; a
 Hugging Face hub id (``org/name``, optionally ``hf-hub:org/name``). Catalog names resolve to the
 hub id on their card, then to a local mirror, the HF cache, or a download.
 """
@@ -11,14 +13,18 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vlmzoo import catalog, hub
 from vlmzoo.engine.device import pick_device, pick_dtype
 from vlmzoo.engine.memory import check_fits, params_from_weights
-from vlmzoo.errors import UnknownModelError
+from vlmzoo.errors import InputError, UnknownModelError
 from vlmzoo.families import FAMILIES, MODEL_TYPES, family_class
 from vlmzoo.families.base import VLModel
 from vlmzoo.families.hf import read_config
+
+if TYPE_CHECKING:
+    from vlmzoo.families.api import APITarget
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
@@ -28,11 +34,12 @@ class Resolved:
     """Where a name leads, before any weights are read: enough to identify a run's model."""
 
     name: str  # what the model is called in results (the checkpoint name for catalog entries)
-    path: Path
+    path: Path | None  # None for API models
     cls: type
-    dtype: object  # torch.dtype
-    device: str
+    dtype: object  # torch.dtype; None for API models
+    device: str  # "api" for API models
     entry: "catalog.Entry | None"
+    api: "APITarget | None" = None  # the provider, model id and base URL of an API model
 
 
 def resolve(
@@ -49,6 +56,9 @@ def resolve(
     name = os.fspath(name)
     if not name.strip():
         raise UnknownModelError("model name is empty")
+    api = _resolve_api(name)
+    if api is not None:
+        return api  # dtype and device do not apply: the provider runs the model
     device = pick_device(device)
     folder = Path(name).expanduser()
     entry = None if folder.is_dir() else _catalog_entry(name)
@@ -79,19 +89,27 @@ def load(
     allow_urls: bool = False,
     max_pixels: int | None = None,
     models_dir: str | os.PathLike | None = None,
+    **api_options,
 ) -> VLModel:
     """Load a model by catalog id, hub id or folder. See the module docstring for the order.
 
     ``device`` defaults to CUDA if present, else CPU. ``dtype`` defaults on CPU to float32
     (exact parity), or bfloat16 for families shown to keep their outputs in it, on CPUs that
     compute bf16 natively. ``allow_urls`` lets task methods fetch http(s) images;
-    ``max_pixels`` caps image size at intake.
+    ``max_pixels`` caps image size at intake. API models take ``api_options`` such as
+    ``max_concurrency``, ``timeout``, ``max_retries`` (see docs/api-models.md).
     """
     return load_resolved(resolve(name, device=device, dtype=dtype, revision=revision, models_dir=models_dir),
-                         allow_urls=allow_urls, max_pixels=max_pixels)
+                         allow_urls=allow_urls, max_pixels=max_pixels, **api_options)
 
 
-def load_resolved(r: Resolved, *, allow_urls: bool = False, max_pixels: int | None = None) -> VLModel:
+def load_resolved(r: Resolved, *, allow_urls: bool = False, max_pixels: int | None = None, **api_options) -> VLModel:
+    if r.api is not None:
+        return r.cls(target=r.api, name=r.name, card=r.entry.card if r.entry else None,
+                     checkpoint=r.entry.checkpoint if r.entry else None, allow_urls=allow_urls,
+                     max_pixels=max_pixels, **api_options)
+    if api_options:
+        raise InputError(f"{r.name} is a local model; {', '.join(sorted(api_options))} apply to API models only")
     # before loading, from the weight files' headers: the truth for whatever is on disk
     check_fits(r.name, params_from_weights(r.path), _name(r.dtype), r.device)
     model = r.cls.from_pretrained(
@@ -114,13 +132,29 @@ def _name(torch_dtype) -> str:
     return str(torch_dtype).removeprefix("torch.")
 
 
+def _resolve_api(name: str) -> Resolved | None:
+    """An API model's identity from its name or catalog entry; None for any other name."""
+    from vlmzoo.families.api import API_PREFIXES, parse_api_name
+
+    parsed = parse_api_name(name)
+    entry = catalog.find(name)
+    if parsed is None:
+        if entry is None or entry.card.access != "api" or Path(name).expanduser().is_dir():
+            return None
+        parsed = parse_api_name(entry.checkpoint.name)  # an alias such as "gpt4o"
+    elif entry is not None:
+        parsed = parse_api_name(entry.checkpoint.name)  # the catalog's spelling of the model id
+    provider, model, base_url = parsed
+    cls = family_class(API_PREFIXES[provider])
+    return Resolved(entry.checkpoint.name if entry else name, None, cls, None, "api", entry,
+                    cls.target_for(model, base_url))
+
+
 def _catalog_entry(name: str) -> "catalog.Entry | None":
-    """The catalog entry ``name`` picks, if any; API and not-yet-built families are refused."""
+    """The catalog entry ``name`` picks, if any; families not yet built are refused."""
     entry = catalog.find(name.removeprefix("hf-hub:"))
     if entry is None:
         return None
-    if entry.card.access == "api":
-        raise UnknownModelError(f"{name} is an API model; API models come in a later vlmzoo release")
     if FAMILIES.get(entry.card.family) is None:
         raise UnknownModelError(
             f"{name} is in the catalog (support: {entry.card.support}) but vlmzoo cannot load "

@@ -97,7 +97,8 @@ def _parts(content, i: int) -> tuple:
         if kind == "text":
             parts.append(part["text"])
         elif kind == "image" and ("image" in part or "url" in part or "path" in part):
-            parts.append(ImagePart(part.get("image") or part.get("url") or part.get("path")))
+            # the first key present (not ``or``: a numpy array has no truth value)
+            parts.append(ImagePart(next(part[k] for k in ("image", "url", "path") if k in part)))
         elif kind == "image_url":
             url = part["image_url"]
             parts.append(ImagePart(url["url"] if isinstance(url, dict) else url))
@@ -117,6 +118,7 @@ class Caption:
     ttft: float = 0.0  # time to first token, seconds
     tokens_per_s: float = 0.0  # decode speed after the first token
     finish_reason: str = ""  # "stop" (end of sequence or a stop string) or "length"
+    cost_usd: float | None = None  # API models with a known price; None when unknown or local
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -133,6 +135,7 @@ class Answer:
     ttft: float = 0.0
     tokens_per_s: float = 0.0
     finish_reason: str = ""
+    cost_usd: float | None = None  # API models with a known price; None when unknown or local
 
     def to_dict(self) -> dict:
         d = asdict(self)

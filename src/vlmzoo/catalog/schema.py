@@ -6,6 +6,7 @@ where a seed table was wrong, the card records the corrected value in ``correcti
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -49,6 +50,40 @@ FACT_FIELDS = (
 )
 
 
+class Price(BaseModel):
+    """What an API checkpoint costs, in USD per million tokens, as read from the provider's
+    pricing page on ``read_on``. Prices change: the source and date say how old the fact is.
+
+    Some prices rise for long prompts (Gemini 1.5 above 128k tokens): ``long_prompt_tokens``
+    is that threshold, with the higher prices beside it.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_per_1m: float = Field(ge=0)
+    output_per_1m: float = Field(ge=0)
+    source: str = Field(pattern=r"^https?://")
+    read_on: date
+    long_prompt_tokens: int | None = Field(default=None, gt=0)
+    long_input_per_1m: float | None = Field(default=None, ge=0)
+    long_output_per_1m: float | None = Field(default=None, ge=0)
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _tiers_complete(self):
+        tier = (self.long_prompt_tokens, self.long_input_per_1m, self.long_output_per_1m)
+        if any(v is not None for v in tier) and any(v is None for v in tier):
+            raise ValueError("a long-prompt price needs long_prompt_tokens, long_input_per_1m and long_output_per_1m")
+        return self
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """USD for one request with these token counts."""
+        long = self.long_prompt_tokens is not None and prompt_tokens > self.long_prompt_tokens
+        per_in = self.long_input_per_1m if long else self.input_per_1m
+        per_out = self.long_output_per_1m if long else self.output_per_1m
+        return (prompt_tokens * per_in + completion_tokens * per_out) / 1_000_000
+
+
 class Checkpoint(BaseModel):
     """One loadable set of weights. ``name`` is a vlmzoo id (``vlmzoo.load(name)``)."""
 
@@ -59,6 +94,7 @@ class Checkpoint(BaseModel):
     params_b: float | None = None
     tasks: tuple[str, ...] | None = None  # narrows the card's tasks for this checkpoint
     note: str = ""
+    price: Price | None = None  # API checkpoints only
 
     @field_validator("tasks")
     @classmethod
@@ -137,6 +173,8 @@ class Card(BaseModel):
             raise ValueError(f"card {self.id!r} has no source for: {', '.join(missing)}")
         if not self.checkpoints:
             raise ValueError(f"card {self.id!r} lists no checkpoints")
+        if self.access != "api" and any(c.price is not None for c in self.checkpoints):
+            raise ValueError(f"card {self.id!r}: only API checkpoints carry a price")
         if self.access != "api" and any(c.hub_id is None for c in self.checkpoints):
             raise ValueError(f"card {self.id!r}: open/gated checkpoints need a hub_id")
         if self.params_b is None and self.access != "api":

@@ -134,6 +134,10 @@ class TimingStreamer:
         self.timing.end = time.perf_counter()
 
 
+class StreamCancelled(Exception):
+    """The consumer gave up on a stream (a client went away): generation stops at its next token."""
+
+
 class TextStream:
     """Iterates over text pieces as they are decoded; ``result`` holds the final answer.
 
@@ -152,10 +156,17 @@ class TextStream:
         self._ids: list[int] = []
         self._emitted = ""
         self._stopped = False
+        self._cancelled = False
         self.result = None
         self._error: BaseException | None = None
 
+    def cancel(self) -> None:
+        """Stop generating: the producer's next push raises StreamCancelled, ending generate."""
+        self._cancelled = True
+
     def push(self, ids: list[int]) -> None:
+        if self._cancelled:
+            raise StreamCancelled("stream cancelled by its consumer")
         if self._stopped:
             return
         self._ids.extend(ids)

@@ -9,6 +9,7 @@ thread while the model works on the current one.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -90,7 +91,8 @@ def run_config(resolved, bench, samples: list[Sample], opts: EvalOptions, classe
     """Everything that determines a run's outputs; its hash is the run id."""
     return {
         "model": resolved.name,
-        "checkpoint": checkpoint_fingerprint(resolved.path),
+        # an API model has no folder: the provider, model id and endpoint identify it
+        "checkpoint": resolved.api.identity() if resolved.api is not None else checkpoint_fingerprint(resolved.path),
         "dtype": str(resolved.dtype).removeprefix("torch."),
         "device": resolved.device,
         "benchmark": bench.name,
@@ -216,13 +218,22 @@ def evaluate(model_name: str, bench, store: Store, opts: EvalOptions = EvalOptio
 
 
 def _resources(model, before: dict) -> dict:
-    """Peak resident memory of this process (the most a run needed, across resumes) and the
-    bytes of the model's weights."""
+    """Peak resident memory of this process (the most a run needed, across resumes), the
+    bytes of the model's weights, and for API models the requests, tokens and cost (summed
+    across resumes; cost None when the price is unknown)."""
     import resource
 
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-    weights = sum(p.numel() * p.element_size() for p in model.model.parameters()) if hasattr(model, "model") else None
-    return {"peak_rss_mb": max(peak_mb, before.get("peak_rss_mb", 0.0)), "weight_bytes": weights}
+    weights = (sum(p.numel() * p.element_size() for p in model.model.parameters())
+               if getattr(model, "model", None) is not None else None)
+    out = {"peak_rss_mb": max(peak_mb, before.get("peak_rss_mb", 0.0)), "weight_bytes": weights}
+    usage = getattr(model, "usage", None)
+    if usage is not None:
+        earlier = before.get("api_usage") or {}
+        now = dataclasses.asdict(usage)
+        out["api_usage"] = {k: None if v is None or (k in earlier and earlier[k] is None) else v + (earlier.get(k) or 0)
+                            for k, v in now.items()}
+    return out
 
 
 # -- scoring --------------------------------------------------------------------------------------

@@ -26,6 +26,10 @@ FAMILIES: dict[str, str | None] = {
     "mllama": "vlmzoo.families.mllama:MllamaModel",
     "idefics3": "vlmzoo.families.idefics3:Idefics3Model",
     "gemma3": "vlmzoo.families.gemma3:Gemma3Model",
+    # API models (families/api.py): no weights, a provider's HTTP API behind the same tasks.
+    "openai": "vlmzoo.families.openai_api:OpenAIModel",
+    "openai_compatible": "vlmzoo.families.openai_api:OpenAICompatibleModel",
+    "gemini": "vlmzoo.families.gemini_api:GeminiModel",
     # Known to the catalog, code still to come.
     "minicpm_v": None,
     "molmo": None,
@@ -34,8 +38,6 @@ FAMILIES: dict[str, str | None] = {
     "minigpt4": None,
     "imagebind": None,
     "seed": None,
-    "openai": None,
-    "gemini": None,
 }
 
 # transformers ``config.model_type`` -> family, for loading a folder or hub id with no card.

@@ -11,7 +11,7 @@ import hmac
 import json
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from fastapi import Depends, FastAPI, Request
@@ -74,9 +74,7 @@ def create_app(served: Served) -> FastAPI:
 
     @app.get("/health", response_model=Health)
     async def health():
-        return Health(models={name: {"requests": w.stats.requests, "batches": w.stats.batches,
-                                     "largest_batch": w.stats.largest_batch}
-                              for name, w in served.workers.items()})
+        return Health(models={name: asdict(w.stats) for name, w in served.workers.items()})
 
     @app.get("/v1/models", response_model=ModelList, dependencies=auth, responses=_ERRORS)
     async def list_models():
@@ -204,6 +202,13 @@ async def _stream_response(worker: ModelWorker, chat, options, model_id, complet
         return f"data: {json.dumps(body)}\n\n"
 
     async def events():
+        try:
+            async for event in sse(first):
+                yield event
+        finally:  # also when the client went away: stop generating for nobody
+            await pieces.aclose()
+
+    async def sse(first):
         yield chunk({"role": "assistant", "content": ""})
         item = first
         while True:

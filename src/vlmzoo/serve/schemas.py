@@ -152,6 +152,7 @@ class ModelStats(BaseModel):
     requests: int
     batches: int
     largest_batch: int
+    cancelled_streams: int
 
 
 class Health(BaseModel):

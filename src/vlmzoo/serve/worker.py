@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ class WorkerStats:
     requests: int = 0
     batches: int = 0
     largest_batch: int = 0
+    cancelled_streams: int = 0
 
 
 class ModelWorker:
@@ -69,15 +71,23 @@ class ModelWorker:
     async def stream(self, chat: list, options: dict):
         """Text pieces of one chat as they are decoded, then the final Answer (last item).
 
-        The whole stream holds the model's thread, so it never overlaps a batch.
+        The whole stream holds the model's thread, so it never overlaps a batch. Closing this
+        generator early (the client went away) cancels generation at its next token.
         """
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue = asyncio.Queue()
         done = object()
+        started: list = []  # the TextStream, once the model's thread has begun it
+        cancelled = threading.Event()
 
         def produce():
+            if cancelled.is_set():  # the client left while this waited for the model's thread
+                return
             try:
                 text_stream = self.model.ask(messages=chat, stream=True, **options)
+                started.append(text_stream)
+                if cancelled.is_set():
+                    text_stream.cancel()
                 for piece in text_stream:
                     loop.call_soon_threadsafe(pieces.put_nowait, piece)
                 loop.call_soon_threadsafe(pieces.put_nowait, (done, text_stream.result))
@@ -86,12 +96,21 @@ class ModelWorker:
 
         self.stats.requests += 1
         self._executor.submit(produce)
-        while True:
-            item = await pieces.get()
-            if isinstance(item, tuple) and item and item[0] is done:
-                yield item[1]
-                return
-            yield item
+        finished = False
+        try:
+            while True:
+                item = await pieces.get()
+                if isinstance(item, tuple) and item and item[0] is done:
+                    finished = True
+                    yield item[1]
+                    return
+                yield item
+        finally:
+            if not finished:
+                cancelled.set()
+                if started:
+                    started[0].cancel()
+                self.stats.cancelled_streams += 1
 
     def close(self) -> None:
         if self._loop_task is not None:

@@ -1,0 +1,410 @@
+"""API models (OpenAI, Gemini, OpenAI-compatible) through the official SDKs against fake servers
+on 127.0.0.1 that speak each service's wire format (tests/fake_apis.py): request shapes, tasks,
+streaming, concurrency, retries, timeouts, key handling, token and cost accounting, loading,
+and an evaluation run that a rerun answers from the store."""
+
+import base64
+import io
+import logging
+import time
+import traceback
+from email.utils import formatdate
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import vlmzoo
+from fake_apis import FakeAPI, Fail, Stall
+from vlmzoo.errors import APIError, InputError, MissingAPIKeyError, UnknownModelError
+from vlmzoo.families import api as api_module
+from vlmzoo.families.api import APIModel, parse_api_name, retry_after_seconds
+
+OPENAI_KEY = "sk-test-0123456789abcdef"
+GEMINI_KEY = "AIza-test-fedcba9876543210"
+
+
+@pytest.fixture
+def openai_fake(monkeypatch):
+    with FakeAPI("openai") as fake:
+        monkeypatch.setenv("OPENAI_BASE_URL", fake.url + "/v1")
+        monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+        yield fake
+
+
+@pytest.fixture
+def gemini_fake(monkeypatch):
+    with FakeAPI("gemini") as fake:
+        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", fake.url)
+        monkeypatch.setenv("GEMINI_API_KEY", GEMINI_KEY)
+        monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+        monkeypatch.delenv("GOOGLE_GENAI_USE_VERTEXAI", raising=False)
+        yield fake
+
+
+@pytest.fixture(params=["openai", "gemini"])
+def provider(request, openai_fake, gemini_fake):
+    """(loaded model, its fake server) for each provider."""
+    if request.param == "openai":
+        return vlmzoo.load("openai:gpt-4o"), openai_fake
+    return vlmzoo.load("gemini:gemini-2.0-flash"), gemini_fake
+
+
+@pytest.fixture(autouse=True)
+def _quick_backoff(monkeypatch):
+    monkeypatch.setattr(APIModel, "backoff", 0.02)
+
+
+def _image(seed: int, size=(40, 30)) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+
+
+def _pixels(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def _sent_images(kind: str, body: dict) -> list[np.ndarray]:
+    """The images of a request body, decoded, in the order they were sent."""
+    out = []
+    if kind == "openai":
+        for m in body["messages"]:
+            for part in m["content"] if isinstance(m["content"], list) else []:
+                if part["type"] == "image_url":
+                    head, data = part["image_url"]["url"].split(",", 1)
+                    assert head == "data:image/png;base64"
+                    out.append(_pixels(base64.b64decode(data)))
+    else:
+        for c in body["contents"]:
+            for part in c["parts"]:
+                blob = part.get("inline_data") or part.get("inlineData")
+                if blob:
+                    assert (blob.get("mime_type") or blob.get("mimeType")) == "image/png"
+                    # proto JSON takes standard or URL-safe base64; the SDK sends URL-safe
+                    out.append(_pixels(base64.b64decode(blob["data"], altchars=b"-_")))
+    return out
+
+
+# -- request shapes --------------------------------------------------------------------------------
+
+
+def test_openai_ask_with_several_images_sends_them_in_order(openai_fake):
+    model = vlmzoo.load("openai:gpt-4o", detail="low")
+    first, second = _image(1), _image(2, (20, 50))
+    answer = model.ask([first, second], "What changed?", max_new_tokens=5, stop=["\n"], seed=7)
+    sent = openai_fake.received[-1]
+    assert sent.path == "/v1/chat/completions" and sent.key == OPENAI_KEY
+    body = sent.body
+    assert body["model"] == "gpt-4o"
+    assert body["max_completion_tokens"] == 5 and "max_tokens" not in body
+    assert body["stop"] == ["\n"] and body["seed"] == 7 and body["temperature"] == 0  # greedy, as locally
+    parts = body["messages"][0]["content"]
+    assert [p["type"] for p in parts] == ["image_url", "image_url", "text"] and parts[2]["text"] == "What changed?"
+    assert all(p["image_url"]["detail"] == "low" for p in parts[:2])
+    images = _sent_images("openai", body)
+    assert np.array_equal(images[0], first) and np.array_equal(images[1], second)  # lossless, in order
+    # 6 reply words, 5 allowed: cut, and said so
+    assert answer.text == "A cat sits on a" and answer.finish_reason == "length" and answer.num_tokens == 5
+    assert answer.prompt_tokens == 1000 and answer.question == "What changed?" and len(answer.images) == 2
+
+
+def test_gemini_ask_sends_inline_data_config_and_key_header(gemini_fake):
+    model = vlmzoo.load("gemini:gemini-2.0-flash")
+    first, second = _image(3), _image(4)
+    answer = model.ask([first, second], "Which is brighter?", max_new_tokens=4, stop=["END"], temperature=0.5,
+                       top_k=20)
+    sent = gemini_fake.received[-1]
+    assert sent.path == "/v1beta/models/gemini-2.0-flash:generateContent"
+    assert sent.headers["x-goog-api-key"] == GEMINI_KEY and "authorization" not in sent.headers
+    config = sent.body["generationConfig"]
+    assert config["maxOutputTokens"] == 4 and config["stopSequences"] == ["END"]
+    assert config["temperature"] == 0.5 and config["topK"] == 20
+    images = _sent_images("gemini", sent.body)
+    assert np.array_equal(images[0], first) and np.array_equal(images[1], second)
+    assert sent.body["contents"][0]["parts"][-1] == {"text": "Which is brighter?"}
+    assert answer.text == "A cat sits on" and answer.finish_reason == "length" and answer.num_tokens == 4
+
+
+def test_caption_one_and_many(provider):
+    model, fake = provider
+    one = model.caption(_image(5))
+    assert one.text == "A cat sits on a mat." and one.finish_reason == "stop" and one.cost_usd > 0
+    many = model.caption([_image(6), _image(7)], prompt="Name the main object.")
+    assert [c.prompt for c in many] == ["Name the main object.", "Name the main object."]
+    body = fake.received[-1].body
+    text = body["messages"][0]["content"][-1]["text"] if fake.kind == "openai" else body["contents"][0]["parts"][-1]["text"]
+    assert text == "Name the main object."
+    assert len(fake.received) == 3
+
+
+def test_chat_messages_keep_roles_and_system(provider):
+    model, fake = provider
+    img = _image(8)
+    model.ask(messages=[
+        {"role": "system", "content": "Answer in one word."},
+        {"role": "user", "content": [{"type": "image", "image": img}, {"type": "text", "text": "What is it?"}]},
+        {"role": "assistant", "content": "Noise."},
+        {"role": "user", "content": "Are you sure?"}])
+    body = fake.received[-1].body
+    if fake.kind == "openai":
+        assert [m["role"] for m in body["messages"]] == ["system", "user", "assistant", "user"]
+        assert body["messages"][0]["content"] == "Answer in one word."
+        assert body["messages"][2]["content"] == "Noise."
+    else:
+        assert body["systemInstruction"]["parts"] == [{"text": "Answer in one word."}]
+        assert [c["role"] for c in body["contents"]] == ["user", "model", "user"]
+    assert np.array_equal(_sent_images(fake.kind, body)[0], img)
+
+
+def test_options_an_api_cannot_honour_are_refused(openai_fake):
+    model = vlmzoo.load("openai:gpt-4o")
+    with pytest.raises(InputError, match="cannot honour num_beams"):
+        model.ask(_image(1), "q", num_beams=2)
+    with pytest.raises(InputError, match="cannot honour top_k"):
+        model.ask(_image(1), "q", top_k=5, temperature=0.7)
+    with pytest.raises(InputError, match="unknown generation option"):
+        model.ask(_image(1), "q", beams=2)
+    with pytest.raises(InputError, match="detail must be one of auto, low, high"):
+        vlmzoo.load("openai:gpt-4o", detail="huge")
+    with pytest.raises(InputError, match="unknown option"):
+        vlmzoo.load("openai:gpt-4o", temperature=0.3)
+    assert openai_fake.received == []
+
+
+# -- batches, streams ------------------------------------------------------------------------------
+
+
+def test_a_batch_runs_at_most_max_concurrency_at_once_and_keeps_order(openai_fake):
+    openai_fake.delay = 0.15
+    openai_fake.reply = lambda body: body["messages"][0]["content"][-1]["text"]  # echo the question
+    model = vlmzoo.load("openai:gpt-4o", max_concurrency=3)
+    questions = [f"question-{i}" for i in range(8)]
+    t0 = time.monotonic()
+    answers = model.ask([_image(i) for i in range(8)], questions)
+    elapsed = time.monotonic() - t0
+    assert [a.text for a in answers] == questions
+    assert openai_fake.max_in_flight == 3  # concurrent, and never more than the limit
+    assert elapsed < 8 * 0.15  # faster than one by one
+    assert model.usage.requests == 8
+
+
+def test_stream_pieces_join_to_the_answer_with_usage_and_cost(provider):
+    model, fake = provider
+    stream = model.ask(_image(9), "Describe it.", stream=True)
+    pieces = list(stream)
+    answer = stream.result
+    assert len(pieces) > 1 and "".join(pieces) == answer.text == "A cat sits on a mat."
+    assert answer.num_tokens == 6 and answer.prompt_tokens == 1000 and answer.cost_usd > 0
+    assert 0 < answer.ttft <= answer.seconds and answer.finish_reason == "stop"
+    sent = fake.received[-1]
+    if fake.kind == "openai":
+        assert sent.body["stream"] is True and sent.body["stream_options"] == {"include_usage": True}
+    else:
+        assert sent.path.endswith(":streamGenerateContent") and "alt=sse" in sent.query
+    with pytest.raises(InputError, match="one request"):
+        model.ask([_image(1), _image(2)], ["a", "b"], stream=True)
+
+
+# -- retries, timeouts, errors ---------------------------------------------------------------------
+
+
+def test_429_waits_as_long_as_retry_after_says(provider):
+    model, fake = provider
+    fake.script.append(Fail(429, "slow down", headers={"Retry-After": "1"}))
+    t0 = time.monotonic()
+    answer = model.ask(_image(1), "q")
+    waited = time.monotonic() - t0
+    assert answer.text == "A cat sits on a mat."
+    assert 0.9 <= waited < 3  # Retry-After, not the 0.02 s backoff
+    assert len(fake.received) == 2 and model.usage.retries == 1 and model.usage.requests == 1
+
+
+def test_server_errors_are_retried_then_succeed(provider):
+    model, fake = provider
+    fake.script.extend([Fail(500), Fail(503)])
+    assert model.ask(_image(1), "q").text == "A cat sits on a mat."
+    assert len(fake.received) == 3 and model.usage.retries == 2
+
+
+def test_a_bad_request_fails_at_once_with_the_providers_message(provider):
+    model, fake = provider
+    fake.script.append(Fail(400, "Invalid image: too small"))
+    with pytest.raises(APIError, match="HTTP 400: .*Invalid image: too small") as caught:
+        model.ask(_image(1), "q")
+    assert caught.value.status == 400 and caught.value.attempts == 1 and not caught.value.retryable
+    assert len(fake.received) == 1 and model.usage.retries == 0
+
+
+def test_retries_run_out_with_the_attempts_and_last_status(provider, monkeypatch):
+    model, fake = provider
+    model.max_retries = 2
+    fake.script.extend([Fail(503)] * 3)
+    with pytest.raises(APIError, match="gave up after 3 attempts; last error: HTTP 503") as caught:
+        model.ask(_image(1), "q")
+    assert caught.value.attempts == 3 and len(fake.received) == 3
+
+
+def test_a_server_echoing_the_key_does_not_leak_it(provider, caplog):
+    model, fake = provider
+    key = OPENAI_KEY if fake.kind == "openai" else GEMINI_KEY
+    fake.script.append(Fail(401, "Incorrect API key provided: {key}. See your account."))
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(APIError, match=r"HTTP 401: .*Incorrect API key provided: \[redacted\]") as caught:
+        model.ask(_image(1), "q")
+    assert fake.received[-1].key == key  # the server did see it, and said it back
+    shown = "".join(traceback.format_exception(caught.value)) + repr(caught.value) + repr(model) + caplog.text
+    assert key not in shown
+    assert caught.value.__context__ is None and caught.value.__cause__ is None
+    assert len(fake.received) == 1  # 401 is not retried
+
+
+def test_a_slow_server_times_out_and_the_retries_run_out(openai_fake, gemini_fake):
+    for name, fake in (("openai:gpt-4o", openai_fake), ("gemini:gemini-2.0-flash", gemini_fake)):
+        model = vlmzoo.load(name, timeout=0.5, max_retries=1)
+        fake.script.extend([Stall(1.2), Stall(1.2)])
+        t0 = time.monotonic()
+        with pytest.raises(APIError, match=r"gave up after 2 attempts; last error: no response: .*0\.5 s timeout") as caught:
+            model.ask(_image(1), "q")
+        assert caught.value.status is None and time.monotonic() - t0 < 2.5
+        assert len(fake.received) == 2
+
+
+def test_retry_after_reads_seconds_milliseconds_and_dates():
+    assert retry_after_seconds({"retry-after": "2"}) == 2.0
+    assert retry_after_seconds({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
+    assert 8 <= retry_after_seconds({"retry-after": formatdate(time.time() + 10, usegmt=True)}) <= 10
+    assert retry_after_seconds({"retry-after": "soon"}) is None and retry_after_seconds({}) is None
+    assert APIModel._delay(None, 1, 3600.0) == api_module.MAX_RETRY_AFTER  # capped
+
+
+def test_gemini_retry_info_in_the_error_body_is_honoured(gemini_fake):
+    model = vlmzoo.load("gemini:gemini-2.0-flash")
+    info = {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "0.6s"}
+    gemini_fake.script.append(Fail(429, "quota", details=[info]))
+    t0 = time.monotonic()
+    model.ask(_image(1), "q")
+    assert time.monotonic() - t0 >= 0.55 and model.usage.retries == 1
+
+
+def test_a_missing_key_is_named_at_load_time(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(MissingAPIKeyError, match="set OPENAI_API_KEY"):
+        vlmzoo.load("gpt4o")
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    with pytest.raises(MissingAPIKeyError, match="set GEMINI_API_KEY \\(or GOOGLE_API_KEY\\)"):
+        vlmzoo.load("gemini")
+
+
+# -- cost and usage --------------------------------------------------------------------------------
+
+
+def test_cost_comes_from_usage_and_the_cards_price(openai_fake, gemini_fake):
+    mini = vlmzoo.load("openai:gpt-4o-mini")
+    a = mini.ask(_image(1), "q")
+    assert a.cost_usd == pytest.approx((1000 * 0.15 + 6 * 0.60) / 1e6)
+    mini.caption([_image(2), _image(3)])
+    usage = mini.usage
+    assert (usage.requests, usage.prompt_tokens, usage.completion_tokens) == (3, 3000, 18)
+    assert usage.cost_usd == pytest.approx(3 * a.cost_usd)
+    # Gemini 1.5 Pro: prompts over 128k tokens are billed at the long-prompt price
+    gemini_fake.prompt_tokens = 200_000
+    pro = vlmzoo.load("gemini:gemini-1.5-pro")
+    assert pro.ask(_image(1), "q").cost_usd == pytest.approx((200_000 * 2.50 + 6 * 10.00) / 1e6)
+
+
+def test_unknown_price_gives_none_not_zero(openai_fake, gemini_fake):
+    with pytest.warns(UserWarning, match="no price"):
+        model = vlmzoo.load("openai:gpt-future-vision")
+    answer = model.ask(_image(1), "q")
+    assert answer.cost_usd is None and answer.num_tokens == 6
+    assert openai_fake.received[-1].body["model"] == "gpt-future-vision"
+    assert model.usage.cost_usd is None and model.usage.completion_tokens == 6
+    with pytest.warns(UserWarning, match="no price"):
+        gem = vlmzoo.load("gemini:gemini-future-flash")
+    assert gem.caption(_image(1)).cost_usd is None
+    assert gemini_fake.received[-1].path == "/v1beta/models/gemini-future-flash:generateContent"
+
+
+# -- openai-compatible, loading --------------------------------------------------------------------
+
+
+def test_openai_compatible_needs_no_key_and_sends_max_tokens(openai_fake, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY")
+    monkeypatch.delenv("OPENAI_BASE_URL")
+    model = vlmzoo.load(f"openai-compatible:{openai_fake.url}/v1#Qwen/Qwen2-VL-2B-Instruct")
+    answer = model.ask(_image(1), "q", max_new_tokens=9)
+    body = openai_fake.received[-1].body
+    assert body["model"] == "Qwen/Qwen2-VL-2B-Instruct"
+    assert body["max_tokens"] == 9 and "max_completion_tokens" not in body
+    assert answer.cost_usd is None and model.usage.cost_usd is None
+    monkeypatch.setenv("VLMZOO_OPENAI_COMPATIBLE_API_KEY", "local-secret")
+    vlmzoo.load(f"openai-compatible:{openai_fake.url}/v1#m").ask(_image(1), "q")
+    assert openai_fake.received[-1].key == "local-secret"
+
+
+def test_api_names_parse_and_malformed_ones_say_the_form():
+    assert parse_api_name("openai-compatible:http://gpu-1:8000/v1/#llava-hf/llava-1.5-7b-hf") == (
+        "openai-compatible", "llava-hf/llava-1.5-7b-hf", "http://gpu-1:8000/v1")
+    assert parse_api_name("openai:gpt-4o") == ("openai", "gpt-4o", None)
+    assert parse_api_name("openai/clip-vit-base-patch32") is None and parse_api_name("blip-base") is None
+    for bad in ("openai-compatible:localhost:8000#m", "openai-compatible:http://h:1/v1", "openai-compatible:http://h:1/v1#",
+                "openai-compatible:ftp://h/v1#m"):
+        with pytest.raises(UnknownModelError, match="expected openai-compatible:<base-url>#<model>"):
+            vlmzoo.load(bad)
+
+
+def test_api_names_resolve_without_hub_or_weights(monkeypatch):
+    from vlmzoo import hub
+    from vlmzoo.loading import resolve
+
+    monkeypatch.setattr(hub, "resolve", lambda *a, **k: pytest.fail("touched the hub"))
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    r = resolve("gpt4o")
+    assert r.name == "openai:gpt-4o" and r.path is None and r.entry.card.id == "gpt-4o"
+    assert r.api.identity() == {"api": "openai", "model": "gpt-4o", "base_url": "https://api.openai.com/v1"}
+    assert resolve("gemini").api.model == "gemini-2.0-flash"
+    assert resolve("openai:gpt-4o-2024-08-06").entry.checkpoint.price.input_per_1m == 2.50
+
+
+# -- evaluation ------------------------------------------------------------------------------------
+
+
+def test_evaluate_an_api_model_then_rerun_from_the_store(openai_fake, tmp_path):
+    from vlmzoo.evaluation.runner import EvalOptions, evaluate
+    from vlmzoo.evaluation.spec import load_benchmark
+    from vlmzoo.evaluation.store import Store
+
+    bench = load_benchmark("sample")
+    with Store(tmp_path / "r.db") as store:
+        first = evaluate("openai:gpt-4o-mini", bench, store, EvalOptions(limit=3), progress=False)
+        assert (first.predicted, first.resumed) == (3, 0)
+        assert len(openai_fake.received) == 3
+        run = store.run(first.run_id)
+        assert run.config["checkpoint"] == {"api": "openai", "model": "gpt-4o-mini",
+                                             "base_url": openai_fake.url + "/v1"}
+        assert [p.raw for p in store.predictions(first.run_id)] == ["A cat sits on a mat."] * 3
+        assert run.resources["api_usage"]["requests"] == 3 and run.resources["api_usage"]["cost_usd"] > 0
+        again = evaluate("openai:gpt-4o-mini", bench, store, EvalOptions(limit=3), progress=False)
+        assert again.run_id == first.run_id and (again.predicted, again.resumed) == (0, 3)
+        assert len(openai_fake.received) == 3  # no new request
+        assert [s.value for s in again.scores] == [s.value for s in first.scores]
+
+
+def test_card_prices_are_validated():
+    import tomllib
+    from importlib import resources
+
+    from pydantic import ValidationError
+
+    from vlmzoo.catalog.schema import Card
+
+    cards = resources.files("vlmzoo.catalog").joinpath("cards")
+    gemini = tomllib.loads(cards.joinpath("gemini.toml").read_text())
+    del gemini["checkpoints"][1]["price"]["long_output_per_1m"]  # a long-prompt tier half given
+    with pytest.raises(ValidationError, match="long_prompt_tokens, long_input_per_1m and long_output_per_1m"):
+        Card.model_validate(gemini)
+    clip = tomllib.loads(cards.joinpath("clip-vit-b-32.toml").read_text())
+    clip["checkpoints"][0]["price"] = {"input_per_1m": 1.0, "output_per_1m": 1.0,
+                                       "source": "https://example.com", "read_on": "2026-11-22"}
+    with pytest.raises(ValidationError, match="only API checkpoints carry a price"):
+        Card.model_validate(clip)
