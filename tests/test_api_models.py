@@ -362,7 +362,7 @@ def test_api_names_resolve_without_hub_or_weights(monkeypatch):
     r = resolve("gpt4o")
     assert r.name == "openai:gpt-4o" and r.path is None and r.entry.card.id == "gpt-4o"
     assert r.api.identity() == {"api": "openai", "model": "gpt-4o", "base_url": "https://api.openai.com/v1"}
-    assert resolve("gemini").api.model == "gemini-2.0-flash"
+    assert resolve("gemini").api.model == "gemini-2.5-flash"
     assert resolve("openai:gpt-4o-2024-08-06").entry.checkpoint.price.input_per_1m == 2.50
 
 

@@ -63,7 +63,7 @@ def _stream_of(pieces, stop=()):
             stream.push([i])
             if stream.stopped:
                 break
-        Result.text = trim_stop("".join(pieces), stop)[0]
+        Result.text = trim_stop("".join(pieces), stop)[0].strip()  # as answers are
         return Result
 
     return run_in_thread(stream, work)
@@ -72,6 +72,16 @@ def _stream_of(pieces, stop=()):
 def test_stream_yields_pieces_that_add_up():
     stream = _stream_of(["Hel", "lo", " wor", "ld"])
     assert "".join(stream) == "Hello world" and stream.result.text == "Hello world"
+
+
+def test_stream_joins_to_the_stripped_answer_and_keeps_inner_whitespace():
+    pieces = [" ", " Hel", "lo ", "\n", "world", " ", "\n"]
+    seen = []
+    stream = _stream_of(pieces)
+    for p in stream:
+        seen.append(p)
+    assert "".join(seen) == "Hello \nworld" == stream.result.text
+    assert not seen[0].startswith(" ") and not seen[-1].endswith((" ", "\n"))
 
 
 def test_stream_never_shows_a_stop_string():

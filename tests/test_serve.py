@@ -351,3 +351,17 @@ def test_a_stream_the_client_leaves_stops_generating(server, client, photos):
     # the model's thread is free again for the next request
     r = client.chat.completions.create(model="qwen", messages=user("Hi"), max_tokens=2)
     assert r.choices[0].message.content is not None
+
+
+def test_vlmzoo_as_an_openai_compatible_api_model_of_itself(server, models, photos):
+    """The loop closed: an openai-compatible API model pointed at vlmzoo serve answers what the
+    served model answers locally, plainly and streamed."""
+    remote = vlmzoo.load(f"openai-compatible:{server}/v1#qwen")
+    image = Image.open(photos[2])
+    local = models["qwen"].ask(image, "What is in the picture?", max_new_tokens=MAX_TOKENS)
+    answer = remote.ask(image, "What is in the picture?", max_new_tokens=MAX_TOKENS)
+    assert answer.text == local.text
+    assert (answer.prompt_tokens, answer.num_tokens) == (local.prompt_tokens, local.num_tokens)
+    assert answer.cost_usd is None  # no price is known for a self-hosted model
+    stream = remote.ask(image, "What is in the picture?", max_new_tokens=MAX_TOKENS, stream=True)
+    assert "".join(stream) == local.text == stream.result.text

@@ -141,6 +141,9 @@ class StreamCancelled(Exception):
 class TextStream:
     """Iterates over text pieces as they are decoded; ``result`` holds the final answer.
 
+    The pieces join to ``result.text``: like answers, the stream is stripped of leading and
+    trailing whitespace.
+
     The producer runs ``generate`` in a thread and calls ``push`` with token ids; each push
     decodes everything so far and emits what is new, so word pieces and multi-byte characters
     come out whole. One limit: if a model emits bytes that are not valid UTF-8, the final
@@ -170,7 +173,8 @@ class TextStream:
         if self._stopped:
             return
         self._ids.extend(ids)
-        text = self._decode(self._ids)
+        # answers are stripped, so a stream never shows leading whitespace
+        text = self._decode(self._ids).lstrip()
         if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for the next token
             return
         text, hit = trim_stop(text, self._stop) if self._stop else (text, False)
@@ -180,6 +184,7 @@ class TextStream:
             # hold back what could be the start of a stop string
             hold = max((len(s) - 1 for s in self._stop), default=0)
             text = text[: max(len(self._emitted), len(text) - hold)]
+        text = text.rstrip()  # and trailing whitespace waits until text follows it
         if len(text) > len(self._emitted) and text.startswith(self._emitted):
             self._queue.put(text[len(self._emitted):])
             self._emitted = text

@@ -413,6 +413,7 @@ class APIModel(VLModel):
 
     def _result(self, reply: Reply, turns, question, opts, seconds, ttft, tokens_per_s) -> Answer:
         text, hit = trim_stop(reply.text, opts.stop)
+        text = text.strip()  # as local models' answers are (and their streams, see TextStream)
         reason = "stop" if hit else self.finish_reasons.get(reply.finish_reason or "", (reply.finish_reason or "").lower())
         known = reply.prompt_tokens is not None and reply.completion_tokens is not None
         cost = self.price.cost(reply.prompt_tokens, reply.completion_tokens) if self.price and known else None
