@@ -6,7 +6,7 @@ model, on 127.0.0.1, to C concurrent openai clients sending R chat requests in a
 different picture and the same question, ``max_tokens`` N. Prints throughput (requests/s and
 completion tokens/s), latency p50/p95 and the ratio.
 
-    python bench/serve.py [--model qwen2-vl] [--clients 16] [--requests 32] [--max-tokens 32]
+    python bench/serve.py [--model qwen2-vl] [--clients 16] [--requests 32] [--max-tokens 24]
 
 The model is a Qwen2-VL-2B-sized one with random bf16 weights (bench/generate.py builds it;
 no downloads), or any folder or catalog name given with --path.
@@ -68,10 +68,11 @@ def main() -> None:
     ap.add_argument("--path", default=None, help="serve this checkpoint folder or catalog name instead")
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--requests", type=int, default=32)
-    ap.add_argument("--max-tokens", type=int, default=32)
-    ap.add_argument("--image-size", type=int, default=448)
+    ap.add_argument("--max-tokens", type=int, default=24)
+    ap.add_argument("--image-size", type=int, default=336)
     ap.add_argument("--max-batch", type=int, default=16)
     ap.add_argument("--window-ms", type=float, default=10.0)
+    ap.add_argument("--dtype", default="bfloat16", help="as bench/generate.py measures (float32 for exact parity)")
     args = ap.parse_args()
 
     import torch
@@ -88,7 +89,7 @@ def main() -> None:
 
             print(f"building a {args.model}-sized model with random weights ...", flush=True)
             path = build(args.model, Path(tmp) / args.model)
-        model = vlmzoo.load(path)
+        model = vlmzoo.load(path, dtype=args.dtype)
         print(f"model: {path} ({model.dtype}), torch threads {torch.get_num_threads()}, {args.clients} clients, "
               f"{args.requests} requests, max_tokens {args.max_tokens}, {args.image_size}px pictures", flush=True)
         uris = pictures(args.requests, args.image_size)

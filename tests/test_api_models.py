@@ -6,11 +6,13 @@ and an evaluation run that a rerun answers from the store."""
 import base64
 import io
 import logging
+import sys
 import time
 import traceback
 from email.utils import formatdate
 
 import numpy as np
+
 import pytest
 from PIL import Image
 
@@ -383,7 +385,14 @@ def test_evaluate_an_api_model_then_rerun_from_the_store(openai_fake, tmp_path):
         assert run.config["checkpoint"] == {"api": "openai", "model": "gpt-4o-mini",
                                              "base_url": openai_fake.url + "/v1"}
         assert [p.raw for p in store.predictions(first.run_id)] == ["A cat sits on a mat."] * 3
-        assert run.resources["api_usage"]["requests"] == 3 and run.resources["api_usage"]["cost_usd"] > 0
+        usage = run.resources["api_usage"]
+        assert usage["requests"] == 3 and usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
+        # gpt-4o-mini's card price: $0.15 per 1M input tokens, $0.60 per 1M output tokens
+        assert usage["cost_usd"] == pytest.approx((usage["prompt_tokens"] * 0.15 + usage["completion_tokens"] * 0.60) / 1e6)
+        from vlmzoo.evaluation.compare import leaderboard
+
+        board = leaderboard(store, [run], resamples=20)
+        assert board.entries[0].cost_usd == usage["cost_usd"]
         again = evaluate("openai:gpt-4o-mini", bench, store, EvalOptions(limit=3), progress=False)
         assert again.run_id == first.run_id and (again.predicted, again.resumed) == (0, 3)
         assert len(openai_fake.received) == 3  # no new request
@@ -408,3 +417,12 @@ def test_card_prices_are_validated():
                                        "source": "https://example.com", "read_on": "2026-11-22"}
     with pytest.raises(ValidationError, match="only API checkpoints carry a price"):
         Card.model_validate(clip)
+
+
+def test_a_missing_sdk_names_the_extra_that_installs_it(monkeypatch):
+    from vlmzoo.errors import MissingDependencyError
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setitem(sys.modules, "openai", None)  # what Python does for a package not installed
+    with pytest.raises(MissingDependencyError, match=r"pip install 'vlmzoo\[api\]'"):
+        vlmzoo.load("openai:gpt-4o")

@@ -63,6 +63,8 @@ def test_show_and_unknown_id(run):
     assert card["id"] == "qwen2-vl-2b" and card["multi_image"] is True
     res = run("show", "clip-vit-b-32")
     assert "151M" in res.output and "correction" in res.output
+    res = run("show", "gpt-4o-mini")
+    assert "[caption,ask] $0.15 / $0.6 per" in res.output
     res = run("show", "qwen2-vl-2c")
     assert res.exit_code == 2 and "Did you mean" in res.output and "qwen2-vl-2b" in res.output
 

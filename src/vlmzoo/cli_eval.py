@@ -112,7 +112,8 @@ def _print_board(board, as_json: bool) -> None:
     table.add_column("model")
     for m in board.metrics:
         table.add_column(m, justify="right")
-    for col in ("samples", "samples/s", "peak RSS", "run"):
+    api = any(e.api_usage for e in board.entries)  # a cost column only where API models ran
+    for col in ("samples", "samples/s", "peak RSS", *(("API cost",) if api else ()), "run"):
         table.add_column(col, justify="right")
     for e in board.entries:
         cells = []
@@ -126,7 +127,8 @@ def _print_board(board, as_json: bool) -> None:
                 cells.append(f"{s.value:.4f} [{s.low:.4f}, {s.high:.4f}]")
         table.add_row(e.run.model, *cells, str(e.samples),
                       f"{e.samples_per_s:.2f}" if e.samples_per_s else "-",
-                      f"{e.peak_rss_mb:.0f} MB" if e.peak_rss_mb else "-", e.run.run_id[:8])
+                      f"{e.peak_rss_mb:.0f} MB" if e.peak_rss_mb else "-", *((_cost(e),) if api else ()),
+                      e.run.run_id[:8])
     console = _console()
     console.print(table)
     for e in board.entries[:1]:
@@ -159,3 +161,9 @@ def report(runs, out_path, store_path, resamples):
     with Store(store_path) as store:
         written = write_report(store, resolve_runs(store, list(runs)), Path(out_path), resamples=resamples)
     click.echo(str(written))
+
+
+def _cost(entry) -> str:
+    if not entry.api_usage:
+        return "-"  # a local model
+    return f"${entry.cost_usd:.4f}" if entry.cost_usd is not None else "unknown price"

@@ -32,6 +32,10 @@ def serve(model_args, host, port, api_key, allow_image_urls, max_batch, batch_wi
 
     Any OpenAI client works: base_url=http://HOST:PORT/v1. Interactive API docs at /docs.
     """
+    from vlmzoo.extras import require
+
+    for module in ("fastapi", "uvicorn"):
+        require(module, "serve", "vlmzoo serve")
     from vlmzoo.loading import load
     from vlmzoo.serve import Limits, bind, build_app, parse_model_arg, run
 

@@ -56,3 +56,7 @@ class APIError(VlmzooError, RuntimeError):
         else:
             text = f"{model}: {what}: {message}"
         super().__init__(text)
+
+
+class MissingDependencyError(VlmzooError, ImportError):
+    """An optional package a feature needs is not installed; the message names the extra."""

@@ -23,6 +23,11 @@ class Entry:
     samples_per_s: float | None
     peak_rss_mb: float | None
     weight_bytes: int | None
+    api_usage: dict | None = None  # API models: requests, retries, tokens, cost_usd (None if no price)
+
+    @property
+    def cost_usd(self) -> float | None:
+        return (self.api_usage or {}).get("cost_usd")
 
 
 @dataclass
@@ -65,7 +70,8 @@ def leaderboard(store: Store, runs: list[Run], *, resamples: int = 1000, seed: i
         seconds = sum(p.seconds for p in stored)
         entries.append(Entry(run, {s.metric: s for s in store.scores(run.run_id)}, len(stored),
                              len(stored) / seconds if seconds > 0 else None,
-                             run.resources.get("peak_rss_mb"), run.resources.get("weight_bytes")))
+                             run.resources.get("peak_rss_mb"), run.resources.get("weight_bytes"),
+                             run.resources.get("api_usage")))
     metrics = [m for m in entries[0].scores] if entries else []
     # the first metric every run could score (a NaN score comes back from SQLite as NULL)
     primary = next((m for m in metrics if all(e.scores.get(m) and e.scores[m].status == "ok"
@@ -109,6 +115,7 @@ def as_dict(board: Leaderboard) -> dict:
         "entries": [{
             "run_id": e.run.run_id, "model": e.run.model, "samples": e.samples,
             "samples_per_s": e.samples_per_s, "peak_rss_mb": e.peak_rss_mb, "weight_bytes": e.weight_bytes,
+            "api_usage": e.api_usage,
             "scores": {m: {"value": s.value, "low": s.low, "high": s.high, "status": s.status, "detail": s.detail}
                        for m, s in e.scores.items()},
         } for e in board.entries],

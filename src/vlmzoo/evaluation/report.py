@@ -196,13 +196,15 @@ def leaderboard_html(view: BenchmarkView) -> str:
         params = f'{fmt_count(size[0])} <span class=ci>({escape(size[1])})</span>' if size else "-"
         rate = f"{e.samples_per_s:.3g}" if e.samples_per_s else "-"
         memory = f"{e.peak_rss_mb:,.0f} MB" if e.peak_rss_mb else "-"
+        if e.api_usage:  # an API model: what the run cost stands where weights would
+            memory = ("unknown price" if e.cost_usd is None else f"${e.cost_usd:,.4f}") + " <span class=ci>(API)</span>"
         rows.append(f'<tr class=entry data-model="{escape(e.run.model)}"><td class=num>{rank}</td>'
                     f"<td>{escape(e.run.model)}</td>" + "".join(_score_cell(e.scores.get(m)) for m in b.metrics)
                     + f"<td class=num>{e.samples}</td><td class=num>{rate}</td><td class=num>{memory}</td>"
                     f"<td class=num>{_bytes(e.weight_bytes)}</td><td class=num>{params}</td>"
                     f"<td><code>{escape(e.run.run_id[:8])}</code></td></tr>")
     return ('<table class=leaderboard><thead><tr><th>#</th><th>model</th>' + head +
-            "<th>samples</th><th>samples/s</th><th>peak memory</th><th>weights</th><th>parameters</th><th>run</th>"
+            "<th>samples</th><th>samples/s</th><th>peak memory or API cost</th><th>weights</th><th>parameters</th><th>run</th>"
             "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
 

@@ -25,6 +25,7 @@ from typing import Callable, ClassVar, Iterator
 from vlmzoo.engine.batching import chunks
 from vlmzoo.engine.generation import GenerationOptions, TextStream, Timing, run_in_thread, trim_stop
 from vlmzoo.errors import APIError, InputError, MissingAPIKeyError, UnknownModelError, VlmzooError
+from vlmzoo.extras import require
 from vlmzoo.families.base import VLModel, ask_requests, is_single
 from vlmzoo.images import expand, load_image
 from vlmzoo.tasks import Answer, AskRequest, Caption, ImagePart, Message
@@ -238,6 +239,7 @@ class APIModel(VLModel):
     key_env_vars: ClassVar[tuple[str, ...]] = ()  # first one set wins
     key_hint: ClassVar[str] = ""  # how the missing-key error names the variables
     key_required: ClassVar[bool] = True
+    sdk_module: ClassVar[str] = ""  # the provider's official SDK, from the api extra
     base_url_env: ClassVar[str | None] = None  # the variable the SDK itself reads for its base URL
     default_base_url: ClassVar[str | None] = None
     unsupported_options: ClassVar[tuple[str, ...]] = ("num_beams", "repetition_penalty", "min_new_tokens")
@@ -269,6 +271,7 @@ class APIModel(VLModel):
         self.price = checkpoint.price if checkpoint is not None else None
         if self.price is None and self.provider != "openai-compatible":
             warnings.warn(f"{name} has no price in the vlmzoo catalog: cost_usd will be None", stacklevel=3)
+        require(self.sdk_module, "api", f"{name} (an API model)")
         key = api_key or next((os.environ[v] for v in self.key_env_vars if os.environ.get(v)), None)
         if key is None and self.key_required:
             raise MissingAPIKeyError(f"{name} needs an API key: set {self.key_hint or self.key_env_vars[0]}")

@@ -23,6 +23,7 @@ class GeminiModel(APIModel):
     key_hint = "GEMINI_API_KEY (or GOOGLE_API_KEY)"
     base_url_env = "GOOGLE_GEMINI_BASE_URL"
     default_base_url = "https://generativelanguage.googleapis.com"
+    sdk_module = "google.genai"
     finish_reasons = {"STOP": "stop", "MAX_TOKENS": "length"}
 
     def make_client(self, api_key):

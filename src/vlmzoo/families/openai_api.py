@@ -28,6 +28,7 @@ class OpenAIModel(APIModel):
     provider_options = {"detail": None}
     # OpenAI deprecated max_tokens for max_completion_tokens, which its newer models require.
     max_tokens_field: ClassVar[str] = "max_completion_tokens"
+    sdk_module: ClassVar[str] = "openai"
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
