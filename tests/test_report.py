@@ -254,6 +254,11 @@ def test_cli_report(built, tmp_path):
                                     "--store", str(built["db"])])
     assert res.exit_code == 2 and "no run matches 'nosuchrun'" in res.output
     assert not (tmp_path / "bad.html").exists()
+    typo = tmp_path / "reslts.db"
+    for command in (["report", "vqa-mini", "--out", str(tmp_path / "typo.html")], ["compare", "vqa-mini"]):
+        res = CliRunner().invoke(main, [*command, "--store", str(typo)])
+        assert res.exit_code == 2 and "no results store at" in res.output, res.output
+    assert not typo.exists()  # a mistyped store is not created empty
 
 
 # -- rendered by a real browser -------------------------------------------------------------------

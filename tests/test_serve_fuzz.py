@@ -8,12 +8,12 @@ import os
 import pytest
 
 schemathesis = pytest.importorskip("schemathesis")
-from hypothesis import HealthCheck, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from serving import running
 
-import vlmzoo  # noqa: E402
-from serving import running  # noqa: E402
-from vlmzoo.serve import Limits, build_app  # noqa: E402
+import vlmzoo
+from vlmzoo.serve import Limits, build_app
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def api_schema(tiny, tiny_chat):
 
 
 # per operation; VLMZOO_FUZZ_EXAMPLES=2000 for a deeper run by hand
-EXAMPLES = int(os.environ.get("VLMZOO_FUZZ_EXAMPLES", 150))
+EXAMPLES = int(os.environ.get("VLMZOO_FUZZ_EXAMPLES", "150"))
 # the model each operation is about: a chat model for chats, a dual encoder for embeddings
 SERVED = {"/v1/chat/completions": "qwen", "/v1/embeddings": "clip", "/v1/models/{model_id}": "qwen"}
 

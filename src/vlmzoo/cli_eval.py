@@ -17,6 +17,17 @@ def _store_option(f):
     return click.option("--store", "store_path", default=DEFAULT_STORE, show_default=True, help=STORE_HELP)(f)
 
 
+def _existing_store(store_path):
+    """The store to read results from: a mistyped path is an error, not a new empty store."""
+    from pathlib import Path
+
+    from vlmzoo.evaluation.store import Store
+
+    if not Path(store_path).is_file():
+        _fail(f"no results store at {store_path}; `vlmzoo eval --store {store_path}` creates one")
+    return Store(store_path)
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def benchmarks(as_json):
@@ -89,9 +100,8 @@ def eval_(model_names, benchmark, data, limit, store_path, batch_size, dtype, de
 def compare(runs, store_path, resamples, as_json):
     """Leaderboard of stored runs (run id prefixes, model names, or a benchmark name)."""
     from vlmzoo.evaluation.compare import leaderboard, resolve_runs
-    from vlmzoo.evaluation.store import Store
 
-    with Store(store_path) as store:
+    with _existing_store(store_path) as store:
         chosen = resolve_runs(store, list(runs))
         by_bench: dict[str, list] = {}
         for r in chosen:
@@ -156,9 +166,8 @@ def report(runs, out_path, store_path, resamples):
 
     from vlmzoo.evaluation.compare import resolve_runs
     from vlmzoo.evaluation.report import write_report
-    from vlmzoo.evaluation.store import Store
 
-    with Store(store_path) as store:
+    with _existing_store(store_path) as store:
         written = write_report(store, resolve_runs(store, list(runs)), Path(out_path), resamples=resamples)
     click.echo(str(written))
 

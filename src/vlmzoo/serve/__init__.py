@@ -22,7 +22,7 @@ def parse_model_arg(arg: str) -> tuple[str, str]:
     return arg, arg
 
 
-def build_app(models: dict, *, limits: Limits = Limits(), api_key: str | None = None, max_batch: int = 8,
+def build_app(models: dict, *, limits: Limits | None = None, api_key: str | None = None, max_batch: int = 8,
               window: float = 0.01):
     """The app serving ``models`` (served id -> loaded model object)."""
     from vlmzoo.serve.app import Served, create_app
@@ -33,7 +33,7 @@ def build_app(models: dict, *, limits: Limits = Limits(), api_key: str | None = 
         if "ask" in model.tasks:
             model.batch_size = max(model.batch_size, max_batch)  # the worker's batch is one ask call
         workers[served_as] = ModelWorker(model, max_batch=max_batch, window=window)
-    return create_app(Served(workers, limits=limits, api_key=api_key))
+    return create_app(Served(workers, limits=limits or Limits(), api_key=api_key))
 
 
 def bind(host: str, port: int) -> socket.socket:
