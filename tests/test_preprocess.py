@@ -58,3 +58,23 @@ def test_bf16_with_draft_keeps_embeddings_close_to_exact_fp32(tiny, photos, tmp_
     fast = vlmzoo.load(tiny["clip"], dtype="bfloat16").embed_images(jpgs).vectors
     cos = (exact * fast).sum(axis=1)
     assert cos.min() >= 0.999, cos
+
+
+def test_siglip_bf16_fuses_its_gelu_mlps_and_keeps_embeddings_close(tiny, photos):
+    """The fused linear+GELU path (engine/fused_mlp.py) is on in bf16 and off in exact fp32,
+    and changes embeddings by no more than bf16 rounding does."""
+    from transformers import AutoModel
+
+    exact = vlmzoo.load(tiny["siglip"], dtype="float32")
+    fast = vlmzoo.load(tiny["siglip"], dtype="bfloat16")
+    layers = fast.model.config.vision_config.num_hidden_layers + fast.model.config.text_config.num_hidden_layers
+    assert exact.fused_mlps == 0 and fast.fused_mlps == layers + 1  # + the attention-pooling head's MLP
+    # the same bf16 model, unfused: what the fusion alone changes
+    plain = vlmzoo.load(tiny["siglip"], dtype="bfloat16")
+    plain.model = AutoModel.from_pretrained(tiny["siglip"], dtype=torch.bfloat16).eval()
+    images = photos[:4]
+    fused_vecs, plain_vecs = fast.embed_images(images).vectors, plain.embed_images(images).vectors
+    assert (fused_vecs * plain_vecs).sum(axis=1).min() >= 0.9999
+    assert (fused_vecs * exact.embed_images(images).vectors).sum(axis=1).min() >= 0.999
+    texts = ["a cat", "a red car"]
+    assert (fast.embed_texts(texts).vectors * plain.embed_texts(texts).vectors).sum(axis=1).min() >= 0.9999

@@ -39,6 +39,10 @@ class DualEncoderModel(VLModel):
         super().__init__(**kwargs)
         self._label_cache: OrderedDict[tuple, object] = OrderedDict()
         self._fast_prep = FastPrep.for_processor(self.processor.image_processor)
+        if self.model is not None:
+            from vlmzoo.engine.fused_mlp import fuse_mlp_activations
+
+            self.fused_mlps = fuse_mlp_activations(self.model)  # bf16 on CPU only
 
     # -- what subclasses may change --------------------------------------------------------
 
