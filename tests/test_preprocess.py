@@ -60,18 +60,25 @@ def test_bf16_with_draft_keeps_embeddings_close_to_exact_fp32(tiny, photos, tmp_
     assert cos.min() >= 0.999, cos
 
 
-def test_siglip_bf16_fuses_its_gelu_mlps_and_keeps_embeddings_close(tiny, photos):
-    """The fused linear+GELU path (engine/fused_mlp.py) is on in bf16 and off in exact fp32,
-    and changes embeddings by no more than bf16 rounding does."""
+@pytest.mark.parametrize("family", ["siglip", "clip"])
+def test_bf16_fuses_the_mlp_activations_and_keeps_embeddings_close(tiny, photos, family):
+    """The fused linear+activation path (engine/fused_mlp.py: GELU for SigLIP, quick_gelu via
+    rescaled weights and silu for CLIP) is on in bf16 and off in exact fp32, and changes
+    embeddings by no more than bf16 rounding does."""
     from transformers import AutoModel
 
-    exact = vlmzoo.load(tiny["siglip"], dtype="float32")
-    fast = vlmzoo.load(tiny["siglip"], dtype="bfloat16")
-    layers = fast.model.config.vision_config.num_hidden_layers + fast.model.config.text_config.num_hidden_layers
-    assert exact.fused_mlps == 0 and fast.fused_mlps == layers + 1  # + the attention-pooling head's MLP
+    from vlmzoo.engine.fused_mlp import fuse_mlp_activations
+
+    exact = vlmzoo.load(tiny[family], dtype="float32")
+    fast = vlmzoo.load(tiny[family], dtype="bfloat16")
+    config = fast.model.config
+    head = 1 if family == "siglip" else 0  # SigLIP's attention-pooling head has an MLP too
+    assert exact.fused_mlps == 0
+    assert fast.fused_mlps == config.vision_config.num_hidden_layers + config.text_config.num_hidden_layers + head
+    assert fuse_mlp_activations(fast.model) == 0  # a second call changes nothing
     # the same bf16 model, unfused: what the fusion alone changes
-    plain = vlmzoo.load(tiny["siglip"], dtype="bfloat16")
-    plain.model = AutoModel.from_pretrained(tiny["siglip"], dtype=torch.bfloat16).eval()
+    plain = vlmzoo.load(tiny[family], dtype="bfloat16")
+    plain.model = AutoModel.from_pretrained(tiny[family], dtype=torch.bfloat16).eval()
     images = photos[:4]
     fused_vecs, plain_vecs = fast.embed_images(images).vectors, plain.embed_images(images).vectors
     assert (fused_vecs * plain_vecs).sum(axis=1).min() >= 0.9999
