@@ -26,7 +26,7 @@ from vlmzoo.engine.batching import chunks
 from vlmzoo.engine.generation import GenerationOptions, TextStream, Timing, run_in_thread, trim_stop
 from vlmzoo.errors import APIError, InputError, MissingAPIKeyError, UnknownModelError, VlmzooError
 from vlmzoo.extras import require
-from vlmzoo.families.base import VLModel, ask_requests, is_single
+from vlmzoo.families.base import VLModel, ask_requests, check_caption_prompt, check_stream, is_single
 from vlmzoo.images import expand, load_image
 from vlmzoo.tasks import Answer, AskRequest, Caption, ImagePart, Message
 
@@ -322,8 +322,7 @@ class APIModel(VLModel):
         requests, single = ask_requests(images, question, messages)
         opts = self._options(gen)
         if stream:
-            if len(requests) != 1:
-                raise InputError("stream=True takes one request, not a batch")
+            check_stream(requests)
             return self._stream(*self._prepare(requests[0]), opts)
         answers = self._answer_all(requests, opts)
         return answers[0] if single else answers
@@ -331,8 +330,7 @@ class APIModel(VLModel):
     def caption(self, images, prompt: str | None = None, **gen):
         """A caption per image; ``prompt`` replaces the default instruction."""
         self.require("caption")
-        if prompt is not None and not isinstance(prompt, str):
-            raise InputError(f"prompt must be a string, got {type(prompt).__name__}")
+        check_caption_prompt(prompt)
         opts = self._options(gen)
         instruction = prompt or self.caption_instruction
         requests = [AskRequest((Message("user", (ImagePart(src), instruction)),)) for src in expand(images)]

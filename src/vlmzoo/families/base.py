@@ -68,6 +68,17 @@ def ask_requests(images, question, messages) -> tuple[list[AskRequest], bool]:
     return [AskRequest((Message("user", (*map(ImagePart, _image_list(e)), q)),)) for e, q in zip(entries, questions)], False
 
 
+def check_stream(requests: list[AskRequest]) -> None:
+    """A stream answers one request: refuse a batch with stream=True."""
+    if len(requests) != 1:
+        raise InputError("stream=True takes one request, not a batch")
+
+
+def check_caption_prompt(prompt) -> None:
+    if prompt is not None and not isinstance(prompt, str):
+        raise InputError(f"prompt must be a string, got {type(prompt).__name__}")
+
+
 def single_question(request: AskRequest, model_name: str) -> str:
     """For models that answer one question about one image: check the request is that, and
     return its question text."""

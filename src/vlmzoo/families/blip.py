@@ -18,8 +18,15 @@ import numpy as np
 
 from vlmzoo.engine.batching import chunks
 from vlmzoo.engine.generation import GenerationOptions, new_token_count, timed_generate, trim_stop
-from vlmzoo.errors import InputError, UnknownModelError
-from vlmzoo.families.base import VLModel, as_text_list, ask_requests, is_single, single_question
+from vlmzoo.errors import UnknownModelError
+from vlmzoo.families.base import (
+    VLModel,
+    as_text_list,
+    ask_requests,
+    check_caption_prompt,
+    is_single,
+    single_question,
+)
 from vlmzoo.families.hf import read_config
 from vlmzoo.tasks import Answer, Caption, MatchScores
 
@@ -56,8 +63,7 @@ class BlipModel(VLModel):
 
         self.require("caption")
         opts = GenerationOptions.from_kwargs(gen, DEFAULT_MAX_NEW_TOKENS)
-        if prompt is not None and not isinstance(prompt, str):
-            raise InputError(f"prompt must be a string, got {type(prompt).__name__}")
+        check_caption_prompt(prompt)
         results = []
         with torch.inference_mode():
             for batch in self.image_batches(images):

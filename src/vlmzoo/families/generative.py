@@ -20,7 +20,7 @@ from vlmzoo.engine.generation import (
     trim_stop,
 )
 from vlmzoo.errors import InputError
-from vlmzoo.families.base import VLModel, ask_requests, is_single
+from vlmzoo.families.base import VLModel, ask_requests, check_caption_prompt, check_stream, is_single
 from vlmzoo.images import LoadedImage
 from vlmzoo.tasks import Answer, AskRequest, Caption, Grounding
 
@@ -113,8 +113,7 @@ class GenerativeModel(VLModel):
         prompts = [self.prompt(r) for r in requests]
         questions = [r.question for r in requests]
         if stream:
-            if len(requests) != 1:
-                raise InputError("stream=True takes one request, not a batch")
+            check_stream(requests)
             return self._stream(prompts[0], loaded[0], questions[0], opts)
         answers = []
         for idx in chunks(range(len(requests)), self.batch_size):
@@ -125,8 +124,7 @@ class GenerativeModel(VLModel):
     def caption(self, images, prompt: str | None = None, **gen):
         """A caption per image; ``prompt`` is the family's caption instruction or prefix."""
         self.require("caption")
-        if prompt is not None and not isinstance(prompt, str):
-            raise InputError(f"prompt must be a string, got {type(prompt).__name__}")
+        check_caption_prompt(prompt)
         opts = GenerationOptions.from_kwargs(gen)
         text = self.caption_prompt(prompt)
         results = []
