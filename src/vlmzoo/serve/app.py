@@ -11,6 +11,7 @@ import hmac
 import json
 import time
 import uuid
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -47,20 +48,29 @@ class Served:
     api_key: str | None = None
     created: int = field(default_factory=lambda: int(time.time()))
 
-    def worker(self, model_id: str) -> ModelWorker:
+    def worker(self, model_id: str, task: str | None = None, verb: str = "") -> ModelWorker:
+        """The worker serving ``model_id``: a 404 if none does, a 400 if its model lacks ``task``."""
         worker = self.workers.get(model_id)
         if worker is None:
             raise ServeError(404, f"model {model_id!r} is not served here; served: {', '.join(self.workers)}",
                              param="model", code="model_not_found")
+        if task is not None and task not in worker.model.tasks:
+            raise ServeError(400, f"model {model_id!r} does not {verb or task}; its tasks are "
+                                  f"{', '.join(sorted(worker.model.tasks))}", param="model", code="unsupported_task")
         return worker
 
 
 def create_app(served: Served) -> FastAPI:
-    app = FastAPI(title="vlmzoo serve", version=_version(),
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        for worker in served.workers.values():  # the model threads end with the server
+            worker.close()
+
+    app = FastAPI(title="vlmzoo serve", version=_version(), lifespan=lifespan,
                   description="OpenAI-compatible API for vision-language models loaded with vlmzoo.")
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=served.limits.max_body_bytes)
-    app.state.served = served
 
     def check_key(request: Request) -> None:
         if served.api_key is None:
@@ -86,10 +96,7 @@ def create_app(served: Served) -> FastAPI:
 
     @app.post("/v1/chat/completions", response_model=ChatCompletion, dependencies=auth, responses=_ERRORS)
     async def chat_completions(body: ChatCompletionRequest):
-        worker = served.worker(body.model)
-        if "ask" not in worker.model.tasks:
-            raise ServeError(400, f"model {body.model!r} does not chat; its tasks are "
-                                  f"{', '.join(sorted(worker.model.tasks))}", param="model", code="unsupported_task")
+        worker = served.worker(body.model, "ask", "chat")
         options = options_of(body, served.limits)
         chat = await run_in_threadpool(chat_of, body, served.limits)
         completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
@@ -106,11 +113,8 @@ def create_app(served: Served) -> FastAPI:
 
     @app.post("/v1/embeddings", response_model=EmbeddingList, dependencies=auth, responses=_ERRORS)
     async def embeddings(body: EmbeddingRequest):
-        worker = served.worker(body.model)
+        worker = served.worker(body.model, "embed")
         model = worker.model
-        if "embed" not in model.tasks:
-            raise ServeError(400, f"model {body.model!r} does not embed; its tasks are "
-                                  f"{', '.join(sorted(model.tasks))}", param="model", code="unsupported_task")
         inputs = [body.input] if isinstance(body.input, str) else body.input
         if not inputs:
             raise ServeError(400, "input: empty list", param="input")

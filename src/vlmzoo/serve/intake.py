@@ -45,14 +45,12 @@ class Limits:
 
 def take_image(url: str, limits: Limits, where: str) -> LoadedImage:
     """One request image, decoded and checked, or a 400 naming where it was in the request."""
-    if url.startswith("data:"):
-        pass
-    elif url.startswith(("http://", "https://")):
+    if url.startswith(("http://", "https://")):
         if not limits.allow_image_urls:
             raise ServeError(400, f"{where}: image URLs are off on this server; send the image as a data URI "
                                   "(data:image/png;base64,...) or start the server with --allow-image-urls",
                              param=where, code="image_url_not_allowed")
-    else:
+    elif not url.startswith("data:"):
         raise ServeError(400, f"{where}: an image must be a data URI or an http(s) URL, got {url[:40]!r}",
                          param=where, code="invalid_image")
     fetch = partial(safe_fetch.fetch, max_bytes=limits.url_max_bytes, timeout=limits.url_timeout)
