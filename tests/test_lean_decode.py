@@ -46,14 +46,22 @@ def test_greedy_tokens_equal_generate_single_and_left_padded(key, models, photos
 
 @pytest.mark.parametrize("key", ["qwen2_vl", "smolvlm"])
 def test_bf16_greedy_tokens_equal_generate(key, tiny_chat, photos):
+    """In bf16 the decode steps run on the AVX512-BF16 kernel where it can be built."""
+    from vlmzoo.engine.bf16_gemv import gemv_bf16
+
     m = vlmzoo.load(tiny_chat[key], dtype="bfloat16")
-    prompts, images = _batch(m, photos, ["what is this?"])
-    inputs = m.encode(prompts, images)
-    with torch.inference_mode():
-        ref = m.model.generate(**inputs, max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False)
-    ours = m.ask(str(photos[0]), "what is this?", max_new_tokens=NEW, min_new_tokens=NEW)
-    expected = m.tokenizer.decode(ref[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-    assert ours.text == m.clean(expected)
+    questions = ["what is this?", "how many people are standing on the street in this picture?"]
+    prompts, images = _batch(m, photos, questions)
+    for rows in ([0], [0, 1]):  # batch 1, then a left-padded batch of different lengths
+        inputs = m.encode([prompts[i] for i in rows], [images[i] for i in rows])
+        with torch.inference_mode():
+            ref = m.model.generate(**inputs, max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False)
+        ours = m.ask([str(photos[i]) for i in rows], [questions[i] for i in rows],
+                     max_new_tokens=NEW, min_new_tokens=NEW)
+        expected = m.tokenizer.batch_decode(ref[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        assert [a.text for a in ours] == [m.clean(t) for t in expected]
+    assert m._lean not in (None, False)
+    assert (m._lean.gemv is not None) == (gemv_bf16() is not None)
 
 
 @pytest.mark.parametrize("key", NOT_LEAN)

@@ -25,14 +25,18 @@ def pick_device(device: str | None = None) -> str:
     return device
 
 
-def cpu_has_native_bf16() -> bool:
-    """True if this CPU has bf16 dot-product instructions (AVX512-BF16 or AMX-BF16)."""
+def cpu_flags() -> set[str]:
+    """This CPU's feature flags as Linux reports them (empty where /proc/cpuinfo is absent)."""
     try:
         with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "")
+            return set(next((line for line in f if line.startswith("flags")), "").split())
     except OSError:
-        return False
-    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+        return set()
+
+
+def cpu_has_native_bf16() -> bool:
+    """True if this CPU has bf16 dot-product instructions (AVX512-BF16 or AMX-BF16)."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 def pick_dtype(dtype: str | None, device: str, cpu_preference: str = "float32"):

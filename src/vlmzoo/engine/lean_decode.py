@@ -6,8 +6,9 @@ Every later token comes from ``LeanDecoder.step``: the same weights and the same
 as transformers' layers, minus what a decode step does not need. Why it is faster on a CPU:
 - q/k/v and gate/up are each one matrix product (their weights become views of one fused
   tensor: no extra memory), so a layer makes 4 products instead of 7;
-- a single row goes through ``torch.mv``, whose bf16 kernel reads weights about twice as fast
-  as ``linear`` with one row on the CPUs measured (docs/performance.md);
+- up to four rows in bf16 go through vlmzoo's AVX512-BF16 kernel (engine/bf16_gemv.py), which
+  streams weights near memory bandwidth where torch's ``mv`` and one-row ``linear`` do not; without
+  it a single row goes through ``torch.mv``, faster than ``linear`` (docs/performance.md);
 - the KV cache is preallocated once per batch; no per-step mask or cache objects are built.
 Rows that finish (EOS, a stop string, their token budget) leave the batch at once.
 
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from vlmzoo.engine.bf16_gemv import gemv_bf16
 from vlmzoo.engine.generation import GenerationOptions, Timing
 
 # Text decoders whose layers are pre-norm RMSNorm -> rotary GQA attention -> SwiGLU, with
@@ -30,8 +32,16 @@ from vlmzoo.engine.generation import GenerationOptions, Timing
 LEAN_TEXT_MODELS = {"llama", "mistral", "qwen2", "qwen2_vl_text", "qwen2_5_vl_text"}
 
 
-def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    if x.numel() == weight.shape[1]:  # one row: matrix-vector product
+# Up to this many rows the AVX512-BF16 kernel beats oneDNN's linear (bench: x1.3-1.7 at one row,
+# about even at eight); more rows go to linear, which reuses each weight load across them.
+KERNEL_MAX_ROWS = 4
+
+
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, gemv=None) -> torch.Tensor:
+    rows = x.numel() // weight.shape[1]
+    if gemv is not None and rows <= KERNEL_MAX_ROWS:
+        return gemv(x, weight, bias)
+    if rows == 1:  # matrix-vector product
         y = torch.mv(weight, x.reshape(-1))
         if bias is not None:
             y = y + bias
@@ -103,6 +113,9 @@ class LeanDecoder:
                                       mlp.down_proj.weight))
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
+        # bf16 on a CPU: the AVX512-BF16 matrix-vector kernel where it can be built (else None)
+        on_cpu_bf16 = self.lm_head.dtype == torch.bfloat16 and self.lm_head.device.type == "cpu"
+        self.gemv = gemv_bf16() if on_cpu_bf16 else None
 
     @staticmethod
     def supports(model) -> bool:
@@ -160,9 +173,10 @@ class LeanDecoder:
         cos, sin = self.rotary(x, positions[:, None])
         cos, sin = cos[:, None], sin[:, None]  # (B, 1, 1, D): broadcast over heads
         attn_mask = mask[:, None, None, :] if mask is not None else None
+        g = self.gemv
         for layer, kc, vc in zip(self.layers, self.keys, self.values):
             h = _rms_norm(x, layer.ln1, self.eps)
-            q, k, v = _linear(h, layer.qkv, layer.qkv_bias).split([nh * hd, nkv * hd, nkv * hd], dim=-1)
+            q, k, v = _linear(h, layer.qkv, layer.qkv_bias, g).split([nh * hd, nkv * hd, nkv * hd], dim=-1)
             q = q.view(b, 1, nh, hd).transpose(1, 2)
             k = k.view(b, 1, nkv, hd).transpose(1, 2)
             q = q * cos + _rotate_half(q) * sin
@@ -170,11 +184,11 @@ class LeanDecoder:
             vc[:, :, length] = v.view(b, nkv, hd)
             a = F.scaled_dot_product_attention(q, kc[:, :, : length + 1], vc[:, :, : length + 1],
                                                attn_mask=attn_mask, enable_gqa=nkv != nh)
-            x = x + _linear(a.transpose(1, 2).reshape(b, 1, nh * hd), layer.o, layer.o_bias)
-            gate, up = _linear(_rms_norm(x, layer.ln2, self.eps), layer.gate_up, None).chunk(2, dim=-1)
-            x = x + _linear(F.silu(gate) * up, layer.down, None)
+            x = x + _linear(a.transpose(1, 2).reshape(b, 1, nh * hd), layer.o, layer.o_bias, g)
+            gate, up = _linear(_rms_norm(x, layer.ln2, self.eps), layer.gate_up, None, g).chunk(2, dim=-1)
+            x = x + _linear(F.silu(gate) * up, layer.down, None, g)
         x = _rms_norm(x, self.norm, self.eps)
-        return _linear(x[:, 0], self.lm_head, None) if b > 1 else torch.mv(self.lm_head, x.reshape(-1))[None]
+        return _linear(x[:, 0], self.lm_head, None, g)
 
 
 def _pick(logits: torch.Tensor, opts: GenerationOptions, generator) -> torch.Tensor:

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vlmzoo.cache_dir import cache_dir
 from vlmzoo.errors import VlmzooError
 
 
@@ -115,15 +116,10 @@ def read_csv(path: Path) -> Iterator[tuple[int, dict]]:
 def image_cache_dir() -> Path:
     """Where embedded image bytes become files: $XDG_CACHE_HOME/vlmzoo/eval-images (else
     ~/.cache/...), or a temp folder when that cannot be written."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    for folder in (base / "vlmzoo" / "eval-images", Path(tempfile.gettempdir()) / "vlmzoo-eval-images"):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            if os.access(folder, os.W_OK):
-                return folder
-        except OSError:
-            continue
-    raise DataError("no writable cache folder for embedded images (tried $XDG_CACHE_HOME and the temp folder)")
+    folder = cache_dir("eval-images")
+    if folder is None:
+        raise DataError("no writable cache folder for embedded images (tried $XDG_CACHE_HOME and the temp folder)")
+    return folder
 
 
 _SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif"}

@@ -1,0 +1,109 @@
+"""A bf16 matrix-vector kernel for decode steps, compiled on first use from bf16_gemv.cpp.
+
+A decode step multiplies one activation row (or a few) by every weight matrix of the text
+decoder, so it is bound by how fast the weights stream from memory. On the CPUs measured,
+torch's bf16 ``mv`` reaches about 8-9 GB/s on a SmolVLM-256M-sized decoder's matrices and
+oneDNN's one-row ``linear`` about 6 GB/s, against 17-20 GB/s that a plain sum reads; the
+AVX512-BF16 loop in bf16_gemv.cpp reads about 12 GB/s on the same matrices (bench/generate.py,
+docs/performance.md). It accumulates in fp32 and rounds once to bf16, as ``linear`` does.
+
+It is built with torch's extension builder (a C++ compiler and ninja) into
+$XDG_CACHE_HOME/vlmzoo/kernels the first time a bf16 model decodes on a CPU with AVX512-BF16,
+about 15 s once per machine and torch version, and checked against a float32 product before
+use. Where it cannot be built or run (another CPU, no compiler, ``VLMZOO_NATIVE_KERNELS=0``),
+decoding keeps torch's kernels and ``unavailable_reason()`` says why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from vlmzoo.cache_dir import cache_dir
+from vlmzoo.engine.device import cpu_flags
+
+log = logging.getLogger("vlmzoo.engine")
+
+SOURCE = Path(__file__).with_name("bf16_gemv.cpp")
+SWITCH = "VLMZOO_NATIVE_KERNELS"
+CFLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512bf16", "-fopenmp"]
+
+_lock = threading.Lock()
+_state: dict = {}  # "op" once built, or "reason" it cannot be
+
+
+def _blocker() -> str | None:
+    """Why the kernel cannot be built here, checked before trying; None if it can be tried."""
+    if os.environ.get(SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
+        return f"turned off by {SWITCH}={os.environ[SWITCH]}"
+    if platform.system() != "Linux" or platform.machine() != "x86_64":
+        return f"built only on x86-64 Linux, not {platform.system()} {platform.machine()}"
+    if "avx512_bf16" not in cpu_flags():
+        return "this CPU has no AVX512-BF16 instructions"
+    if shutil.which(os.environ.get("CXX", "c++")) is None:
+        return "no C++ compiler on PATH (torch's extension builder needs one, and ninja)"
+    if shutil.which("ninja") is None:
+        return "ninja is not on PATH (torch's extension builder needs it)"
+    return None
+
+
+def _build() -> Callable:
+    import torch
+    from torch.utils import cpp_extension
+
+    source = SOURCE.read_bytes()
+    digest = hashlib.sha256(source + torch.__version__.encode()).hexdigest()[:12]
+    folder = cache_dir(f"kernels-{digest}")
+    if folder is None:
+        raise OSError("no writable cache folder for the compiled kernel")
+    log.info("building vlmzoo's bf16 decode kernel in %s (once per machine, about 15 s)", folder)
+    cpp_extension.load(name="vlmzoo_bf16_gemv", sources=[str(SOURCE)], extra_cflags=CFLAGS,
+                       extra_ldflags=["-fopenmp"], build_directory=str(folder), is_python_module=False)
+    op = torch.ops.vlmzoo_kernels.gemv_bf16
+    _check(op)
+    return op
+
+
+def _check(op) -> None:
+    """One product against float32 before the kernel is trusted (a full block, a partial one,
+    a K that is not a multiple of 32, two rows, a bias)."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(11, 70, generator=g).to(torch.bfloat16)
+    x = torch.randn(2, 70, generator=g).to(torch.bfloat16)
+    b = torch.randn(11, generator=g).to(torch.bfloat16)
+    want = x.float() @ w.float().T + b.float()
+    got = op(x, w, b).float()
+    if got.shape != want.shape or not torch.allclose(got, want, rtol=2e-2, atol=2e-2):
+        raise RuntimeError("the compiled kernel disagrees with a float32 product")
+
+
+def gemv_bf16() -> Callable | None:
+    """``op(x, w, bias)`` = ``x @ w.T + bias`` for bf16 tensors on the CPU (w with contiguous
+    rows, bias optional), built on first call; None where it cannot run here."""
+    with _lock:
+        if not _state:
+            reason = _blocker()
+            if reason is None:
+                try:
+                    _state["op"] = _build()
+                except Exception as e:  # a compiler or loader failure must not stop decoding
+                    first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                    reason = f"building it failed: {first_line[:300]}"
+                    log.warning("vlmzoo's bf16 decode kernel is not used (%s); decoding uses torch's "
+                                "slower kernels", reason)
+            if reason is not None:
+                _state["reason"] = reason
+        return _state.get("op")
+
+
+def unavailable_reason() -> str | None:
+    """Why ``gemv_bf16()`` gave None (after it was called), else None."""
+    return _state.get("reason")
