@@ -2,10 +2,10 @@
 
 A decode step multiplies one activation row (or a few) by every weight matrix of the text
 decoder, so it is bound by how fast the weights stream from memory. On the CPUs measured,
-torch's bf16 ``mv`` reaches about 8-9 GB/s on a SmolVLM-256M-sized decoder's matrices and
+torch's bf16 ``mv`` reaches about 7-9 GB/s on a SmolVLM-256M-sized decoder's matrices and
 oneDNN's one-row ``linear`` about 6 GB/s, against 17-20 GB/s that a plain sum reads; the
-AVX512-BF16 loop in bf16_gemv.cpp reads about 12 GB/s on the same matrices (bench/generate.py,
-docs/performance.md). It accumulates in fp32 and rounds once to bf16, as ``linear`` does.
+AVX512-BF16 loop in bf16_gemv.cpp, which prefetches the next rows, reads 13-15 GB/s on the same
+matrices and about 17 GB/s on a Qwen2-VL-2B-sized decoder's (docs/performance.md). It accumulates in fp32 and rounds once to bf16, as ``linear`` does.
 
 It is built with torch's extension builder (a C++ compiler and ninja) into
 $XDG_CACHE_HOME/vlmzoo/kernels the first time a bf16 model decodes on a CPU with AVX512-BF16,

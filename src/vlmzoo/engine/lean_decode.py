@@ -6,7 +6,7 @@ Every later token comes from ``LeanDecoder.step``: the same weights and the same
 as transformers' layers, minus what a decode step does not need. Why it is faster on a CPU:
 - q/k/v and gate/up are each one matrix product (their weights become views of one fused
   tensor: no extra memory), so a layer makes 4 products instead of 7;
-- up to four rows in bf16 go through vlmzoo's AVX512-BF16 kernel (engine/bf16_gemv.py), which
+- up to eight rows in bf16 go through vlmzoo's AVX512-BF16 kernel (engine/bf16_gemv.py), which
   streams weights near memory bandwidth where torch's ``mv`` and one-row ``linear`` do not; without
   it a single row goes through ``torch.mv``, faster than ``linear`` (docs/performance.md);
 - the KV cache is preallocated once per batch; no per-step mask or cache objects are built.
@@ -32,9 +32,9 @@ from vlmzoo.engine.generation import GenerationOptions, Timing
 LEAN_TEXT_MODELS = {"llama", "mistral", "qwen2", "qwen2_vl_text", "qwen2_5_vl_text"}
 
 
-# Up to this many rows the AVX512-BF16 kernel beats oneDNN's linear (bench: x1.3-1.7 at one row,
-# about even at eight); more rows go to linear, which reuses each weight load across them.
-KERNEL_MAX_ROWS = 4
+# Up to this many rows the AVX512-BF16 kernel beats oneDNN's linear (measured on SmolVLM-256M-
+# sized matrices: x2.3 at one row, x1.2 at eight, x0.8 at sixteen); more rows go to linear.
+KERNEL_MAX_ROWS = 8
 
 
 def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, gemv=None) -> torch.Tensor:
