@@ -6,9 +6,10 @@ Every later token comes from ``LeanDecoder.step``: the same weights and the same
 as transformers' layers, minus what a decode step does not need. Why it is faster on a CPU:
 - q/k/v and gate/up are each one matrix product (their weights become views of one fused
   tensor: no extra memory), so a layer makes 4 products instead of 7;
-- up to eight rows in bf16 go through vlmzoo's AVX512-BF16 kernel (engine/bf16_gemv.py), which
-  streams weights near memory bandwidth where torch's ``mv`` and one-row ``linear`` do not; without
-  it a single row goes through ``torch.mv``, faster than ``linear`` (docs/performance.md);
+- in bf16 on CPUs with AVX512-BF16, up to eight rows go through vlmzoo's kernels
+  (engine/decode_kernels.py): each layer is one call, and its matrix products stream weights
+  near memory bandwidth where torch's ``mv`` and one-row ``linear`` do not; elsewhere a single
+  row goes through ``torch.mv``, faster than ``linear`` (docs/performance.md);
 - the KV cache is preallocated once per batch; no per-step mask or cache objects are built.
 Rows that finish (EOS, a stop string, their token budget) leave the batch at once.
 
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from vlmzoo.engine.bf16_gemv import gemv_bf16
+from vlmzoo.engine.decode_kernels import kernels
 from vlmzoo.engine.generation import GenerationOptions, Timing
 
 # Text decoders whose layers are pre-norm RMSNorm -> rotary GQA attention -> SwiGLU, with
@@ -113,9 +114,10 @@ class LeanDecoder:
                                       mlp.down_proj.weight))
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
-        # bf16 on a CPU: the AVX512-BF16 matrix-vector kernel where it can be built (else None)
+        # bf16 on a CPU: the AVX512-BF16 kernels where they can be built (else None)
         on_cpu_bf16 = self.lm_head.dtype == torch.bfloat16 and self.lm_head.device.type == "cpu"
-        self.gemv = gemv_bf16() if on_cpu_bf16 else None
+        self.kernels = kernels() if on_cpu_bf16 else None
+        self.gemv = self.kernels.gemv_bf16 if self.kernels is not None else None
 
     @staticmethod
     def supports(model) -> bool:
@@ -171,9 +173,16 @@ class LeanDecoder:
         hd, nh, nkv = self.head_dim, self.heads, self.kv_heads
         x = self.embed(tokens[:, None])
         cos, sin = self.rotary(x, positions[:, None])
+        g = self.gemv
+        if self.kernels is not None and b <= KERNEL_MAX_ROWS:  # one op per layer
+            x, layer_op = x[:, 0].contiguous(), self.kernels.decode_layer_bf16
+            cos, sin = cos[:, 0].contiguous(), sin[:, 0].contiguous()
+            for layer, kc, vc in zip(self.layers, self.keys, self.values):
+                x = layer_op(x, layer.ln1, layer.qkv, layer.qkv_bias, layer.o, layer.o_bias, layer.ln2,
+                             layer.gate_up, layer.down, kc, vc, length, cos, sin, mask, nh, nkv, self.eps)
+            return _linear(_rms_norm(x, self.norm, self.eps), self.lm_head, None, g)
         cos, sin = cos[:, None], sin[:, None]  # (B, 1, 1, D): broadcast over heads
         attn_mask = mask[:, None, None, :] if mask is not None else None
-        g = self.gemv
         for layer, kc, vc in zip(self.layers, self.keys, self.values):
             h = _rms_norm(x, layer.ln1, self.eps)
             q, k, v = _linear(h, layer.qkv, layer.qkv_bias, g).split([nh * hd, nkv * hd, nkv * hd], dim=-1)

@@ -1,17 +1,23 @@
-"""A bf16 matrix-vector kernel for decode steps, compiled on first use from bf16_gemv.cpp.
+"""Decode-step kernels for bf16 on CPUs with AVX512-BF16, compiled on first use from
+decode_kernels.cpp: ``gemv_bf16`` (a few activation rows times a weight) and
+``decode_layer_bf16`` (one whole Llama-style layer for one new token per row).
 
 A decode step multiplies one activation row (or a few) by every weight matrix of the text
 decoder, so it is bound by how fast the weights stream from memory. On the CPUs measured,
 torch's bf16 ``mv`` reaches about 7-9 GB/s on a SmolVLM-256M-sized decoder's matrices and
 oneDNN's one-row ``linear`` about 6 GB/s, against 17-20 GB/s that a plain sum reads; the
-AVX512-BF16 loop in bf16_gemv.cpp, which prefetches the next rows, reads 13-15 GB/s on the same
-matrices and about 17 GB/s on a Qwen2-VL-2B-sized decoder's (docs/performance.md). It accumulates in fp32 and rounds once to bf16, as ``linear`` does.
+AVX512-BF16 loop here, which prefetches the next rows, reads 13-15 GB/s on the same matrices
+and about 17 GB/s on a Qwen2-VL-2B-sized decoder's. It accumulates in fp32 and rounds once to
+bf16, as ``linear`` does. The layer op exists because a small model's layer is ~55 torch ops
+whose dispatch costs as much as its matrix products; its bf16 roundings follow transformers'
+layer op by op (figures in docs/performance.md).
 
-It is built with torch's extension builder (a C++ compiler and ninja) into
-$XDG_CACHE_HOME/vlmzoo/kernels the first time a bf16 model decodes on a CPU with AVX512-BF16,
-about 15 s once per machine and torch version, and checked against a float32 product before
-use. Where it cannot be built or run (another CPU, no compiler, ``VLMZOO_NATIVE_KERNELS=0``),
-decoding keeps torch's kernels and ``unavailable_reason()`` says why.
+They are built with torch's extension builder (a C++ compiler and ninja) into
+$XDG_CACHE_HOME/vlmzoo/kernels-<hash> the first time a bf16 model decodes on a CPU with
+AVX512-BF16, about 15-20 s once per machine and torch version, and checked against a float32
+product before use. Where they cannot be built or run (another CPU, no compiler,
+``VLMZOO_NATIVE_KERNELS=0``), decoding keeps torch's kernels and ``unavailable_reason()`` says
+why.
 """
 
 from __future__ import annotations
@@ -22,7 +28,6 @@ import os
 import platform
 import shutil
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 from vlmzoo.cache_dir import cache_dir
@@ -30,9 +35,9 @@ from vlmzoo.engine.device import cpu_flags
 
 log = logging.getLogger("vlmzoo.engine")
 
-SOURCE = Path(__file__).with_name("bf16_gemv.cpp")
+SOURCE = Path(__file__).with_name("decode_kernels.cpp")
 SWITCH = "VLMZOO_NATIVE_KERNELS"
-CFLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512bf16", "-fopenmp"]
+CFLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-fopenmp"]
 
 _lock = threading.Lock()
 _state: dict = {}  # "op" once built, or "reason" it cannot be
@@ -53,7 +58,7 @@ def _blocker() -> str | None:
     return None
 
 
-def _build() -> Callable:
+def _build():
     import torch
     from torch.utils import cpp_extension
 
@@ -62,12 +67,12 @@ def _build() -> Callable:
     folder = cache_dir(f"kernels-{digest}")
     if folder is None:
         raise OSError("no writable cache folder for the compiled kernel")
-    log.info("building vlmzoo's bf16 decode kernel in %s (once per machine, about 15 s)", folder)
-    cpp_extension.load(name="vlmzoo_bf16_gemv", sources=[str(SOURCE)], extra_cflags=CFLAGS,
+    log.info("building vlmzoo's bf16 decode kernels in %s (once per machine, about 15 s)", folder)
+    cpp_extension.load(name="vlmzoo_decode_kernels", sources=[str(SOURCE)], extra_cflags=CFLAGS,
                        extra_ldflags=["-fopenmp"], build_directory=str(folder), is_python_module=False)
-    op = torch.ops.vlmzoo_kernels.gemv_bf16
-    _check(op)
-    return op
+    ops = torch.ops.vlmzoo_kernels
+    _check(ops.gemv_bf16)
+    return ops
 
 
 def _check(op) -> None:
@@ -85,9 +90,10 @@ def _check(op) -> None:
         raise RuntimeError("the compiled kernel disagrees with a float32 product")
 
 
-def gemv_bf16() -> Callable | None:
-    """``op(x, w, bias)`` = ``x @ w.T + bias`` for bf16 tensors on the CPU (w with contiguous
-    rows, bias optional), built on first call; None where it cannot run here."""
+def kernels():
+    """The compiled ops (``torch.ops.vlmzoo_kernels``), built on first call; None where they
+    cannot run here. ``gemv_bf16(x, w, bias)`` = ``x @ w.T + bias`` for bf16 tensors on the CPU
+    (w with contiguous rows, bias optional); ``decode_layer_bf16``: see LeanDecoder.step."""
     with _lock:
         if not _state:
             reason = _blocker()
@@ -97,7 +103,7 @@ def gemv_bf16() -> Callable | None:
                 except Exception as e:  # a compiler or loader failure must not stop decoding
                     first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
                     reason = f"building it failed: {first_line[:300]}"
-                    log.warning("vlmzoo's bf16 decode kernel is not used (%s); decoding uses torch's "
+                    log.warning("vlmzoo's bf16 decode kernels are not used (%s); decoding uses torch's "
                                 "slower kernels", reason)
             if reason is not None:
                 _state["reason"] = reason
@@ -105,5 +111,5 @@ def gemv_bf16() -> Callable | None:
 
 
 def unavailable_reason() -> str | None:
-    """Why ``gemv_bf16()`` gave None (after it was called), else None."""
+    """Why ``kernels()`` gave None (after it was called), else None."""
     return _state.get("reason")
