@@ -80,7 +80,7 @@ def test_bf16_steps_pick_generates_tokens_up_to_rounding(key, native, tiny_chat,
         first = m.model.generate(**inputs, max_new_tokens=1, do_sample=False, return_dict_in_generate=True)
         lean = LeanDecoder(m.model)
         if not native:  # the path taken where the kernels cannot be built
-            lean.kernels = lean.gemv = None
+            lean.kernels = None
         lean.start(first.past_key_values, NEW)
         n = inputs["input_ids"].shape[1]
         mask = torch.cat([inputs["attention_mask"].bool(), torch.ones(2, NEW, dtype=torch.bool)], dim=1)

@@ -37,10 +37,10 @@ log = logging.getLogger("vlmzoo.engine")
 
 SOURCE = Path(__file__).with_name("decode_kernels.cpp")
 SWITCH = "VLMZOO_NATIVE_KERNELS"
-CFLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-fopenmp"]
+CFLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512bf16", "-fopenmp"]
 
 _lock = threading.Lock()
-_state: dict = {}  # "op" once built, or "reason" it cannot be
+_state: dict = {}  # "ops" once built, or "reason" they cannot be
 
 
 def _blocker() -> str | None:
@@ -67,7 +67,7 @@ def _build():
     folder = cache_dir(f"kernels-{digest}")
     if folder is None:
         raise OSError("no writable cache folder for the compiled kernel")
-    log.info("building vlmzoo's bf16 decode kernels in %s (once per machine, about 15 s)", folder)
+    log.info("building vlmzoo's bf16 decode kernels in %s (once per machine, about 15-20 s)", folder)
     cpp_extension.load(name="vlmzoo_decode_kernels", sources=[str(SOURCE)], extra_cflags=CFLAGS,
                        extra_ldflags=["-fopenmp"], build_directory=str(folder), is_python_module=False)
     ops = torch.ops.vlmzoo_kernels
@@ -99,7 +99,7 @@ def kernels():
             reason = _blocker()
             if reason is None:
                 try:
-                    _state["op"] = _build()
+                    _state["ops"] = _build()
                 except Exception as e:  # a compiler or loader failure must not stop decoding
                     first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
                     reason = f"building it failed: {first_line[:300]}"
@@ -107,7 +107,7 @@ def kernels():
                                 "slower kernels", reason)
             if reason is not None:
                 _state["reason"] = reason
-        return _state.get("op")
+        return _state.get("ops")
 
 
 def unavailable_reason() -> str | None:

@@ -117,7 +117,6 @@ class LeanDecoder:
         # bf16 on a CPU: the AVX512-BF16 kernels where they can be built (else None)
         on_cpu_bf16 = self.lm_head.dtype == torch.bfloat16 and self.lm_head.device.type == "cpu"
         self.kernels = kernels() if on_cpu_bf16 else None
-        self.gemv = self.kernels.gemv_bf16 if self.kernels is not None else None
 
     @staticmethod
     def supports(model) -> bool:
@@ -173,7 +172,7 @@ class LeanDecoder:
         hd, nh, nkv = self.head_dim, self.heads, self.kv_heads
         x = self.embed(tokens[:, None])
         cos, sin = self.rotary(x, positions[:, None])
-        g = self.gemv
+        g = self.kernels.gemv_bf16 if self.kernels is not None else None
         if self.kernels is not None and b <= KERNEL_MAX_ROWS:  # one op per layer
             x, layer_op = x[:, 0].contiguous(), self.kernels.decode_layer_bf16
             cos, sin = cos[:, 0].contiguous(), sin[:, 0].contiguous()
