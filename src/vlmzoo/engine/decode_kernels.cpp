@@ -106,6 +106,125 @@ at::Tensor gemv_bf16(const at::Tensor& x, const at::Tensor& w, const std::option
 }
 
 
+// bf16 is fp32's top half
+inline __m512 widen_bf16(__m256i v) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16)); }
+
+// 16 bf16 (the first n of them; the rest read as 0) widened to fp32
+inline __m512 load_bf16x16(const uint16_t* p, int64_t n = 16) {
+  const __m512i raw = n >= 16 ? _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)))
+                              : _mm512_maskz_loadu_epi16((__mmask32)((1u << n) - 1), p);
+  return widen_bf16(_mm512_castsi512_si256(raw));
+}
+
+// round 16 floats to bf16 (to nearest even, as at::BFloat16) and store the first n
+inline void store_bf16x16(at::BFloat16* p, __m512 v, int64_t n = 16) {
+  const __m256i packed = (__m256i)_mm512_cvtneps_pbh(v);
+  if (n >= 16) _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), packed);
+  else _mm512_mask_storeu_epi16(p, (__mmask32)((1u << n) - 1), _mm512_castsi256_si512(packed));
+}
+
+// exp of 16 floats: 2^n * e^r with |r| <= ln2/2 and a degree-6 Taylor polynomial for e^r
+// (relative error about 2e-7, as std::exp to a unit or two in the last place). Arguments are
+// clamped to [-104, 88]: below, the result is 0 after scaling (-inf gives 0); above, it stays finite.
+inline __m512 exp16(__m512 x) {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.f)), _mm512_set1_ps(88.f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145752f), x);  // ln2 in two parts: r stays exact
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860677e-6f), r);
+  __m512 p = _mm512_set1_ps(1.f / 720);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 120));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+  return _mm512_scalef_ps(p, n);
+}
+
+// Partial attention of G query heads sharing one kv head (flash-decoding: the keys are split into
+// chunks so that even one row with few kv heads keeps every thread busy; the caller merges them).
+// For keys [begin, end): top[g] = max score, sum[g] = sum of e = exp(score - top), acc[g] = sum
+// of e * value, all fp32. Each key and value is loaded once for all G heads. `scores` holds
+// 4 * (end - begin + 16) floats.
+struct Partial {
+  float top[4], sum[4];
+};
+
+template <int G>
+void attend_chunk(const uint16_t* queries, const uint16_t* keys, const uint16_t* values, int64_t begin,
+                  int64_t end, int64_t hd, const bool* allowed, float scale, float* scores, Partial& part,
+                  float* acc) {
+  const int64_t n = end - begin, stride = n + 16;
+  float dot[G][kRows];
+  float top[G];
+  for (int g = 0; g < G; ++g) top[g] = -std::numeric_limits<float>::infinity();
+  for (int64_t j = 0; j < n; ++j) {
+    if (allowed && !allowed[begin + j]) {
+      for (int g = 0; g < G; ++g) scores[g * stride + j] = -std::numeric_limits<float>::infinity();
+      continue;
+    }
+    // the cache streams from memory: ask for the key 8 ahead and its value (read after this loop)
+    for (int64_t line = 0; line < hd; line += 32) {
+      _mm_prefetch(reinterpret_cast<const char*>(keys + (begin + j + 8) * hd + line), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(values + (begin + j) * hd + line), _MM_HINT_T1);
+    }
+    dot_block<1, G>(keys + (begin + j) * hd, hd, queries, hd, dot);
+    for (int g = 0; g < G; ++g) {
+      scores[g * stride + j] = dot[g][0] * scale;
+      top[g] = std::max(top[g], scores[g * stride + j]);
+    }
+  }
+  std::fill(acc, acc + G * hd, 0.f);
+  if (top[0] == -std::numeric_limits<float>::infinity()) {  // every key here masked: contributes nothing
+    for (int g = 0; g < G; ++g) part.top[g] = top[g], part.sum[g] = 0.f;
+    return;
+  }
+  for (int g = 0; g < G; ++g) {
+    float* row = scores + g * stride;
+    const __m512 top_v = _mm512_set1_ps(top[g]);
+    __m512 sum = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; j += 16) {  // the tail's spare lanes are left out
+      const __mmask16 live = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+      const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(live, row + j), top_v));
+      _mm512_mask_storeu_ps(row + j, live, e);
+      sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(live, e));
+    }
+    part.top[g] = top[g], part.sum[g] = _mm512_reduce_add_ps(sum);
+  }
+  for (int64_t d = 0; d < hd; d += 64) {  // 64 output lanes (4 registers per head) per pass
+    const int64_t width = std::min<int64_t>(64, hd - d);
+    __m512 sums[G][4];
+    for (int g = 0; g < G; ++g)
+      for (int c = 0; c < 4; ++c) sums[g][c] = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; ++j) {
+      if (allowed && !allowed[begin + j]) continue;
+      const uint16_t* v = values + (begin + j) * hd + d;
+      for (int c = 0; c < 4 && 16 * c < width; ++c) {
+        const __m512 lanes = load_bf16x16(v + 16 * c, width - 16 * c);
+        for (int g = 0; g < G; ++g)
+          sums[g][c] = _mm512_fmadd_ps(_mm512_set1_ps(scores[g * stride + j]), lanes, sums[g][c]);
+      }
+    }
+    alignas(64) float lanes[64];
+    for (int g = 0; g < G; ++g) {
+      for (int c = 0; c < 4; ++c) _mm512_store_ps(lanes + 16 * c, sums[g][c]);
+      std::copy_n(lanes, width, acc + g * hd + d);
+    }
+  }
+}
+
+void attend_chunk_any(int G, const uint16_t* queries, const uint16_t* keys, const uint16_t* values,
+                      int64_t begin, int64_t end, int64_t hd, const bool* allowed, float scale, float* scores,
+                      Partial& part, float* acc) {
+  switch (G) {
+    case 4: attend_chunk<4>(queries, keys, values, begin, end, hd, allowed, scale, scores, part, acc); break;
+    case 3: attend_chunk<3>(queries, keys, values, begin, end, hd, allowed, scale, scores, part, acc); break;
+    case 2: attend_chunk<2>(queries, keys, values, begin, end, hd, allowed, scale, scores, part, acc); break;
+    default: attend_chunk<1>(queries, keys, values, begin, end, hd, allowed, scale, scores, part, acc); break;
+  }
+}
+
 inline float round_bf16(float v) { return static_cast<float>(at::BFloat16(v)); }
 
 // transformers' LlamaRMSNorm: statistics in fp32, the normalised row rounded to bf16, then
@@ -189,39 +308,45 @@ at::Tensor decode_layer_bf16(const at::Tensor& x, const at::Tensor& ln1, const a
   const bool* M = mask ? mask->data_ptr<bool>() : nullptr;
   const int64_t mask_stride = mask ? mask->stride(0) : 0, group = heads / kv_heads;
   const float scale = 1.f / std::sqrt(static_cast<float>(hd));
-  at::parallel_for(0, B * heads, 1, [&](int64_t first, int64_t last) {
-    std::vector<float> scores(length + 1), acc(hd);
-    float dot[1][kRows];
-    for (int64_t bh = first; bh < last; ++bh) {
-      const int64_t b = bh / heads, head = bh % heads, g = head / group;
-      const uint16_t* keys = reinterpret_cast<const uint16_t*>(KC + (b * kv_heads + g) * capacity * hd);
-      const at::BFloat16* values = VC + (b * kv_heads + g) * capacity * hd;
-      const uint16_t* query = reinterpret_cast<const uint16_t*>(Q + bh * hd);
-      float top = -std::numeric_limits<float>::infinity();
-      for (int64_t j = 0; j <= length; ++j) {
-        if (M && !M[b * mask_stride + j]) {
-          scores[j] = -std::numeric_limits<float>::infinity();
-          continue;
-        }
-        dot_block<1, 1>(keys + j * hd, hd, query, hd, dot);
-        scores[j] = dot[0][0] * scale;
-        top = std::max(top, scores[j]);
-      }
-      float total = 0.f;
-      for (int64_t j = 0; j <= length; ++j) {
-        scores[j] = std::exp(scores[j] - top);  // exp(-inf) = 0 for masked entries
-        total += scores[j];
-      }
-      std::fill(acc.begin(), acc.end(), 0.f);
-      for (int64_t j = 0; j <= length; ++j) {
-        if (scores[j] == 0.f) continue;
-        const float p = scores[j] / total;
-        const at::BFloat16* v = values + j * hd;
-        for (int64_t d = 0; d < hd; ++d) acc[d] += p * static_cast<float>(v[d]);
-      }
-      for (int64_t d = 0; d < hd; ++d) A[bh * hd + d] = at::BFloat16(acc[d]);
+  // tasks: (row, kv head, block of up to 4 of its query heads, key chunk)
+  const int64_t count = length + 1, blocks = (group + 3) / 4, base = B * kv_heads * blocks;
+  const int64_t want = 8 * at::get_num_threads();  // enough tasks for an even split over threads
+  const int64_t chunks = std::max<int64_t>(1, std::min((want + base - 1) / base, (count + 127) / 128));
+  const int64_t chunk = (count + chunks - 1) / chunks, tasks = base * chunks;
+  std::vector<Partial> parts(tasks);
+  std::vector<float> accs(tasks * 4 * hd);
+  at::parallel_for(0, tasks, 1, [&](int64_t first, int64_t last) {
+    std::vector<float> scores(4 * (chunk + 16));
+    for (int64_t t = first; t < last; ++t) {
+      const int64_t piece = t % chunks, blk = t / chunks % blocks, g = t / chunks / blocks % kv_heads;
+      const int64_t b = t / chunks / blocks / kv_heads, head = g * group + 4 * blk;
+      const int64_t begin = piece * chunk, end = std::min(count, begin + chunk);
+      const int64_t cache = (b * kv_heads + g) * capacity * hd;
+      attend_chunk_any(static_cast<int>(std::min<int64_t>(4, group - 4 * blk)),
+                       reinterpret_cast<const uint16_t*>(Q + (b * heads + head) * hd),
+                       reinterpret_cast<const uint16_t*>(KC + cache), reinterpret_cast<const uint16_t*>(VC + cache),
+                       begin, std::max(begin, end), hd, M ? M + b * mask_stride : nullptr, scale, scores.data(),
+                       parts[t], accs.data() + t * 4 * hd);
     }
   });
+  // merge the chunks of each head: rescale each to the overall top score, divide by the total
+  std::vector<float> merged(hd);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t head = 0; head < heads; ++head) {
+      const int64_t g = head / group, blk = head % group / 4, slot = head % group % 4;
+      const int64_t t0 = ((b * kv_heads + g) * blocks + blk) * chunks;
+      float top = -std::numeric_limits<float>::infinity(), total = 0.f;
+      for (int64_t c = 0; c < chunks; ++c) top = std::max(top, parts[t0 + c].top[slot]);
+      std::fill(merged.begin(), merged.end(), 0.f);
+      for (int64_t c = 0; c < chunks; ++c) {
+        if (parts[t0 + c].sum[slot] == 0.f) continue;
+        const float factor = std::exp(parts[t0 + c].top[slot] - top);
+        total += parts[t0 + c].sum[slot] * factor;
+        const float* acc = accs.data() + ((t0 + c) * 4 + slot) * hd;
+        for (int64_t d = 0; d < hd; ++d) merged[d] += acc[d] * factor;
+      }
+      for (int64_t d = 0; d < hd; ++d) A[(b * heads + head) * hd + d] = at::BFloat16(merged[d] / total);
+    }
 
   const at::Tensor o_out = gemv_bf16(attn, o, o_bias);
   at::Tensor mid = at::empty_like(x);
@@ -232,11 +357,15 @@ at::Tensor decode_layer_bf16(const at::Tensor& x, const at::Tensor& ln1, const a
   at::Tensor act = at::empty({B, inter}, x.options());
   const auto* GU = gu.data_ptr<at::BFloat16>();
   auto* ACT = act.data_ptr<at::BFloat16>();
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t i = 0; i < inter; ++i) {
-      const float gate = static_cast<float>(GU[b * 2 * inter + i]);
-      const float silu = round_bf16(gate / (1.f + std::exp(-gate)));
-      ACT[b * inter + i] = at::BFloat16(silu * static_cast<float>(GU[b * 2 * inter + inter + i]));
+  for (int64_t b = 0; b < B; ++b)  // silu(gate) rounded to bf16, times up, rounded again (as F.silu * up)
+    for (int64_t i = 0; i < inter; i += 16) {
+      const int64_t n = std::min<int64_t>(16, inter - i);
+      const auto* row = reinterpret_cast<const uint16_t*>(GU + b * 2 * inter);
+      const __m512 gate = load_bf16x16(row + i, n), up = load_bf16x16(row + inter + i, n);
+      const __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), gate));
+      const __m512 silu = _mm512_div_ps(gate, _mm512_add_ps(_mm512_set1_ps(1.f), e));
+      const __m512 silu_bf16 = widen_bf16((__m256i)_mm512_cvtneps_pbh(silu));
+      store_bf16x16(ACT + b * inter + i, _mm512_mul_ps(silu_bf16, up), n);
     }
   const at::Tensor d = gemv_bf16(act, down, std::nullopt);
   at::Tensor out = at::empty_like(x);
