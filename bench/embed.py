@@ -33,14 +33,18 @@ LABELS = ["a cat", "a dog", "an astronaut", "a rocket", "a cup of coffee", "a ca
 
 
 def gemm_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
-    """GFLOP/s of an n x n matmul in ``dtype`` on this machine, now."""
+    """GFLOP/s of an n x n matmul in ``dtype`` on this machine, now: the best of three rounds
+    (the highest rate seen, so that a busy moment on a shared machine cannot lower the peak)."""
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     for _ in range(3):
         a @ b
-    t = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
+    best = 0.0
+    for _ in range(3):
+        t = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        best = max(best, 2 * n**3 * reps / (time.perf_counter() - t) / 1e9)
+    return best
 
 
 def write_photos(folder: Path, count: int) -> list[Path]:
@@ -165,9 +169,10 @@ def main() -> None:
                 hands.append(run_hand_batched(path, photos, padding))
                 ours_runs.append(run_vlmzoo(path, photos, args.dtype))
             hand, ours = statistics.median(hands), statistics.median(ours_runs)
+            peak = max(peak, gemm_peak(torch.bfloat16))  # measured again next to this model: the higher counts
             print(f"{name:14} pipeline/img {pipe:6.1f} img/s | hand-batched fp32 {hand:6.1f} img/s | "
                   f"vlmzoo {args.dtype} {ours:6.1f} img/s | x{ours / pipe:5.1f} pipeline, x{ours / hand:4.1f} hand | "
-                  f"image tower {gflop * ours:5.0f} GFLOP/s = {gflop * ours / peak:4.0%} of bf16 peak "
+                  f"image tower {gflop * ours:5.0f} GFLOP/s = {gflop * ours / peak:4.0%} of bf16 peak {peak:.0f} "
                   f"({gflop:.2f} GFLOP/img)")
 
 

@@ -41,8 +41,10 @@ class DualEncoderModel(VLModel):
         self._fast_prep = FastPrep.for_processor(self.processor.image_processor)
         if self.model is not None:
             from vlmzoo.engine.fused_mlp import fuse_mlp_activations
+            from vlmzoo.engine.fused_qkv import fuse_qkv_projections
 
             self.fused_mlps = fuse_mlp_activations(self.model)  # bf16 on CPU only
+            self.fused_qkv = fuse_qkv_projections(self.model)  # the image tower's, bf16 on CPU only
 
     # -- what subclasses may change --------------------------------------------------------
 
