@@ -31,6 +31,25 @@ def test_fast_prep_equals_the_processor(name, photos):
         assert torch.allclose(ours, theirs, atol=1e-5), (name, img.size, (ours - theirs).abs().max())
 
 
+
+@pytest.mark.parametrize("name", ["clip-224", "siglip-224", "blip-384"])
+def test_approximate_resize_is_within_rounding_of_pil(name, photos):
+    """Outside exact mode torch's antialiased resize stands in for PIL's (same filter)."""
+    proc = PROCESSORS[name]
+    fast = FastPrep.for_processor(proc)
+    images = [load_image(p).image.resize((1024, 768)) for p in photos[:3]]
+    images.append(Image.new("RGB", (300, 1000), (10, 200, 30)))
+    for img in images:
+        exact, approx = fast.pixels(img).astype(int), fast.pixels(img, approximate=True).astype(int)
+        assert exact.shape == approx.shape
+        # rounding differences (a few values off by 2 in bicubic), not a shifted grid
+        assert np.abs(exact - approx).max() <= 2
+        assert (exact != approx).mean() < 0.01
+    photo = images[0]  # the check can fail: a picture moved by one pixel is far more than 2 levels off
+    moved = fast.pixels(photo.transform(photo.size, Image.AFFINE, (1, 0, 1, 0, 1, 0)), approximate=True)
+    assert np.abs(moved.astype(int) - fast.pixels(photo).astype(int)).max() > 2
+
+
 def test_unusual_processors_fall_back():
     class Custom(CLIPImageProcessorPil):
         def _preprocess(self, *args, **kwargs):

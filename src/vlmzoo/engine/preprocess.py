@@ -3,8 +3,9 @@ normalise (CLIP, SigLIP, BLIP and most ViT processors).
 
 transformers' PIL image processors do the pixel arithmetic image by image in numpy float. Here
 the geometry is the same PIL call on uint8 pixels (identical output), and rescale + normalise run
-once per batch in torch. With ``draft=True`` JPEGs are also decoded at a reduced scale (never
-below the resize target): a few times faster, not bit-identical, so exact mode keeps it off.
+once per batch in torch. Outside exact mode two faster steps, not bit-identical, are used: JPEGs
+decoded at a reduced scale (never below the resize target; images.load_image's ``draft``) and
+the resize done by torch's antialiased uint8 kernel (same filter, within rounding of PIL).
 """
 
 from __future__ import annotations
@@ -13,6 +14,21 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+
+
+# PIL filters torch reproduces in its antialiased uint8 resize (PIL's cubic a = -0.5 included)
+TORCH_FILTERS = {Image.BILINEAR: "bilinear", Image.BICUBIC: "bicubic"}
+
+
+def _torch_resize(arr: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
+    """HWC uint8 (writable: torch shares its memory) -> HWC uint8 of (width, height) ``size``,
+    antialiased as PIL does."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(arr).permute(2, 0, 1)[None]  # a channels-last view: no copy
+    out = F.interpolate(x, size=(size[1], size[0]), mode=mode, antialias=True, align_corners=False)
+    return out[0].permute(1, 2, 0).numpy()
 
 
 @dataclass(frozen=True)
@@ -70,11 +86,23 @@ class FastPrep:
         side = self.resize[1] if self.resize[0] == "shortest_edge" else max(self.resize[1:])
         return side, side
 
-    def pixels(self, image: Image.Image) -> np.ndarray:
-        """uint8 CHW pixels after resize and crop, exactly as the processor computes them."""
+    def pixels(self, image: Image.Image, approximate: bool = False) -> np.ndarray:
+        """uint8 CHW pixels after resize and crop, exactly as the processor computes them.
+
+        ``approximate``: resize with torch's antialiased uint8 kernel where the processor uses
+        PIL's bilinear or bicubic filter: the same filters; under 1% of values differ from PIL's,
+        by one level (rarely two, in bicubic), from rounding. About 3x faster here. Never in
+        exact mode."""
         if self.resize is not None:
-            image = image.resize(self.output_size(*image.size), resample=self.resample)
-        arr = np.asarray(image, dtype=np.uint8)
+            size = self.output_size(*image.size)
+            if approximate and self.resample in TORCH_FILTERS and image.mode == "RGB" and size != image.size:
+                arr = _torch_resize(np.array(image, dtype=np.uint8), size, TORCH_FILTERS[self.resample])
+                return self._crop(arr)
+            image = image.resize(size, resample=self.resample)
+        return self._crop(np.asarray(image, dtype=np.uint8))
+
+    def _crop(self, arr: np.ndarray) -> np.ndarray | None:
+        """Centre crop of an HWC array, returned CHW contiguous (None if smaller than the crop)."""
         if self.crop is not None:
             h, w = arr.shape[:2]
             ch, cw = self.crop

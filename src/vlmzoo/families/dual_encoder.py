@@ -70,14 +70,15 @@ class DualEncoderModel(VLModel):
         import torch
 
         fast = self._fast_prep
-        # exact mode (float32) decodes in full, as the reference pipeline does
+        # exact mode (float32) decodes in full and resizes with PIL, as the reference pipeline does
         draft = fast.draft_request() if fast is not None and self.dtype != torch.float32 else None
 
         def prepare(sources):
             loaded = [load_image(s, allow_urls=self.allow_urls, max_pixels=self.max_pixels, draft=draft)
                       for s in sources]
             names = [im.name for im in loaded]
-            arrays = [fast.pixels(im.image) for im in loaded] if fast is not None else [None]
+            arrays = [fast.pixels(im.image, approximate=draft is not None) for im in loaded] \
+                if fast is not None else [None]
             if all(a is not None for a in arrays):
                 return names, fast.finish(np.stack(arrays))
             pixels = self.processor.image_processor([im.image for im in loaded], return_tensors="pt")
