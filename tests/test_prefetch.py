@@ -1,3 +1,4 @@
+import os
 import threading
 
 import pytest
@@ -42,3 +43,13 @@ def test_an_error_surfaces_at_its_batch():
     assert next(gen) == [0, 1] and next(gen) == [2, 3]
     with pytest.raises(ValueError, match="bad image 4"):
         next(gen)
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="thread niceness is a POSIX feature")
+def test_workers_run_at_low_priority_and_the_caller_keeps_its_own():
+    from vlmzoo.engine.prefetch import PREFETCH_NICENESS
+
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen = list(prefetched([1, 2, 3], 1, lambda batch: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+    assert seen == [max(mine, PREFETCH_NICENESS)] * 3
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
