@@ -1,19 +1,24 @@
 """Generation speed: vlmzoo's ask against ``model.generate`` as the model cards show, in one run.
 
 Builds a SmolVLM-256M-sized and a Qwen2-VL-2B-sized model (architecture numbers of the public
-configs, random bf16 weights, tokenizers from the test factories: no downloads), then, with one
-448x448 image, a short prompt and 64 new tokens forced:
+configs, random bf16 weights, tokenizers from the test factories: no downloads), then runs both
+sides in bf16 where the CPU has native bf16, else in float32, with one 448x448 image, a short
+prompt and 64 new tokens forced:
   - time to first token and decode tokens/s at batch 1, baseline and vlmzoo (best of 3 runs each);
   - wall time for N requests: the baseline one by one, vlmzoo as one batched call;
   - decode speed against the weight-bytes / memory-bandwidth bound measured in this run.
+Each model runs in a process of its own, baseline first: loading a model with vlmzoo changes the
+process's malloc settings (engine/allocator.py), and the baseline must run with glibc's defaults,
+as a user's script does.
 
-    python bench/generate.py [--models smolvlm,qwen2-vl] [--requests 16] [--new-tokens 64]
+    python bench/generate.py [--models smolvlm,qwen2-vl] [--requests 16] [--new-tokens 64] [--dtype auto]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -119,13 +124,13 @@ class FirstToken:
         pass
 
 
-def baseline(path: Path, image: Image.Image, new: int, images: list[Image.Image]):
+def baseline(path: Path, image: Image.Image, new: int, images: list[Image.Image], dtype: torch.dtype):
     """model.generate the way the model cards show it."""
     from transformers import AutoModelForImageTextToText
 
     from vlmzoo.families.hf import load_processor  # AutoProcessor, or its video-free twin here
 
-    model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.bfloat16).eval()
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype).eval()
     proc = load_processor(path)
     messages = [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": PROMPT}]}]
 
@@ -152,10 +157,10 @@ def baseline(path: Path, image: Image.Image, new: int, images: list[Image.Image]
     return ttft, tps, many, prompt_tokens, sum(p.numel() for p in model.parameters()), decode_bytes(model), text
 
 
-def ours(path: Path, image: Image.Image, new: int, images: list[Image.Image]):
+def ours(path: Path, image: Image.Image, new: int, images: list[Image.Image], dtype: torch.dtype):
     import vlmzoo
 
-    m = vlmzoo.load(path, dtype="bfloat16")
+    m = vlmzoo.load(path, dtype=str(dtype).removeprefix("torch."))
     m.ask(image, PROMPT, max_new_tokens=new, min_new_tokens=new)  # warm-up
     runs = [m.ask(image, PROMPT, max_new_tokens=new, min_new_tokens=new) for _ in range(BEST_OF)]
     ttft, tps = min(a.ttft for a in runs), max(a.tokens_per_s for a in runs)
@@ -171,22 +176,34 @@ def main() -> None:
     ap.add_argument("--models", default="smolvlm,qwen2-vl")
     ap.add_argument("--requests", type=int, default=16)
     ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                    help="both sides' dtype; auto: bfloat16 where the CPU has native bf16, else float32")
     args = ap.parse_args()
+    models = args.models.split(",")
+    if len(models) > 1:  # a fresh process per model: its baseline must see glibc's malloc untouched
+        for name in models:
+            subprocess.run([sys.executable, __file__, "--models", name, "--requests", str(args.requests),
+                            "--new-tokens", str(args.new_tokens), "--dtype", args.dtype], check=True)
+        return
+    from vlmzoo.engine.device import cpu_has_native_bf16
     from vlmzoo.samples import sample_photos
 
+    if args.dtype == "auto":
+        args.dtype = "bfloat16" if cpu_has_native_bf16() else "float32"
+    dtype = getattr(torch, args.dtype)
     photos = [Image.open(p).convert("RGB").resize((448, 448)) for p in sample_photos()]
     image = photos[0]
     # a different picture per request, as a real batch has (nothing may be reused across them)
     images = [photos[i % len(photos)].rotate(90 * (i // len(photos))) for i in range(args.requests)]
     bw = bandwidth_gb_s()
     print(f"memory bandwidth at the start: {bw:.1f} GB/s; {args.new_tokens} new tokens forced, "
-          f"{args.requests} requests for throughput, bf16, torch threads {torch.get_num_threads()}")
+          f"{args.requests} requests for throughput, {args.dtype}, torch threads {torch.get_num_threads()}")
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.models.split(","):
+        for name in models:
             path = build(name, Path(tmp) / name)
             b_ttft, b_tps, b_many, prompt_tokens, params, step_bytes, b_text = baseline(
-                path, image, args.new_tokens, images)
-            o_ttft, o_tps, o_many, o_text, clean = ours(path, image, args.new_tokens, images)
+                path, image, args.new_tokens, images, dtype)
+            o_ttft, o_tps, o_many, o_text, clean = ours(path, image, args.new_tokens, images, dtype)
             bw = max(bw, bandwidth_gb_s())  # measured again next to this model's runs; the higher counts
             bound = bw * 1e9 / step_bytes  # tokens/s if a step did nothing but read its weights once
             same = "equal" if clean(b_text) == o_text else "DIFFERENT"

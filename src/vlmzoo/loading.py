@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vlmzoo import catalog, hub
+from vlmzoo.engine.allocator import keep_freed_memory, release_free_memory
 from vlmzoo.engine.device import pick_device, pick_dtype
 from vlmzoo.engine.memory import check_fits, params_from_weights
 from vlmzoo.errors import InputError, UnknownModelError
@@ -110,6 +111,7 @@ def load_resolved(r: Resolved, *, allow_urls: bool = False, max_pixels: int | No
                      max_pixels=max_pixels, **api_options)
     if api_options:
         raise InputError(f"{r.name} is a local model; {', '.join(sorted(api_options))} apply to API models only")
+    release_free_memory()  # memory an earlier model left for reuse counts as available again
     # before loading, from the weight files' headers: the truth for whatever is on disk
     check_fits(r.name, params_from_weights(r.path), _name(r.dtype), r.device)
     model = r.cls.from_pretrained(
@@ -122,6 +124,8 @@ def load_resolved(r: Resolved, *, allow_urls: bool = False, max_pixels: int | No
         allow_urls=allow_urls,
         max_pixels=max_pixels,
     )
+    if str(r.device).startswith("cpu"):
+        keep_freed_memory()  # after the weights: activations reuse freed blocks (engine/allocator.py)
     if r.entry is not None and r.entry.checkpoint.tasks:
         # a fine-tuned checkpoint serves fewer tasks than its family (git-base-vqav2 only asks)
         model.tasks = model.tasks & frozenset(r.entry.checkpoint.tasks)
