@@ -86,14 +86,16 @@ def test_bf16_fuses_the_mlp_activations_and_keeps_embeddings_close(tiny, photos,
     embeddings by no more than bf16 rounding does."""
     from transformers import AutoModel
 
-    from vlmzoo.engine.fused_mlp import fuse_mlp_activations
+    from vlmzoo.engine.fused_mlp import _onednn_runs_bf16_fusion, fuse_mlp_activations
 
     exact = vlmzoo.load(tiny[family], dtype="float32")
     fast = vlmzoo.load(tiny[family], dtype="bfloat16")
     config = fast.model.config
     head = 1 if family == "siglip" else 0  # SigLIP's attention-pooling head has an MLP too
     assert exact.fused_mlps == 0
-    assert fast.fused_mlps == config.vision_config.num_hidden_layers + config.text_config.num_hidden_layers + head
+    # oneDNN needs AVX-512 for a bf16 fused linear; elsewhere nothing is fused and the model still runs
+    mlps = config.vision_config.num_hidden_layers + config.text_config.num_hidden_layers + head
+    assert fast.fused_mlps == (mlps if _onednn_runs_bf16_fusion() else 0)
     assert fuse_mlp_activations(fast.model) == 0  # a second call changes nothing
     # the same bf16 model, unfused: what the fusion alone changes
     plain = vlmzoo.load(tiny[family], dtype="bfloat16")
@@ -104,3 +106,16 @@ def test_bf16_fuses_the_mlp_activations_and_keeps_embeddings_close(tiny, photos,
     assert (fused_vecs * exact.embed_images(images).vectors).sum(axis=1).min() >= 0.999
     texts = ["a cat", "a red car"]
     assert (fast.embed_texts(texts).vectors * plain.embed_texts(texts).vectors).sum(axis=1).min() >= 0.9999
+
+
+def test_bf16_without_onednn_fusion_runs_unfused(tiny, photos, monkeypatch):
+    """On a CPU where oneDNN has no bf16 fused linear (AVX2 only) the MLPs stay as they are."""
+    from vlmzoo.engine import fused_mlp
+
+    monkeypatch.setattr(fused_mlp, "_onednn_runs_bf16_fusion", lambda: False)
+    fast = vlmzoo.load(tiny["siglip"], dtype="bfloat16")
+    assert fast.fused_mlps == 0
+    assert not hasattr(fast.model.vision_model.encoder.layers[0].mlp, "_gelu_algorithm")
+    exact = vlmzoo.load(tiny["siglip"], dtype="float32")
+    images = photos[:2]
+    assert (fast.embed_images(images).vectors * exact.embed_images(images).vectors).sum(axis=1).min() >= 0.999

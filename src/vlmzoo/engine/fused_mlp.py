@@ -56,12 +56,30 @@ def _fused_forward(self, hidden):
     return self.fc2(inner.reshape(*shape[:-1], inner.shape[-1]))
 
 
+@functools.cache
+def _onednn_runs_bf16_fusion() -> bool:
+    """Whether this CPU's oneDNN can run a bf16 linear fused with an activation. It cannot without
+    AVX-512 (an AVX2-only AMD EPYC: "could not create a primitive descriptor"), where torch's
+    unfused bf16 ops still work, so one tiny call decides, once per process."""
+    import torch
+
+    x = torch.ones(2, 16, dtype=torch.bfloat16)
+    w = torch.ones(16, 16, dtype=torch.bfloat16)
+    try:
+        torch.ops.mkldnn._linear_pointwise(x, w, None, "gelu", [], "tanh")
+        torch.ops.mkldnn._linear_pointwise(x, w, None, "swish", [], "")
+    except RuntimeError:
+        return False
+    return True
+
+
 def fuse_mlp_activations(model) -> int:
     """Patch every ``fc1 -> activation_fn -> fc2`` MLP whose activation is a GELU (or quick_gelu)
     to run fc1 and the activation as one oneDNN op. Only for bf16 weights on CPU; returns how many MLPs changed."""
     import torch
 
-    if not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+    if not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, "_linear_pointwise") \
+            or not _onednn_runs_bf16_fusion():
         return 0
     fused = 0
     for module in model.modules():
