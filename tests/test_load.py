@@ -106,6 +106,24 @@ def test_cpu_default_dtype_follows_the_family_and_the_cpu(native, tiny, tiny_pro
     assert vlmzoo.load(tiny_prompted["git"]).dtype == torch.float32
 
 
+@pytest.mark.parametrize("flags, warned", [({"avx2", "fma"}, True), ({"avx2", "avx512f", "avx512_bf16"}, False),
+                                           ({"avx2", "amx_bf16"}, False)])
+def test_bf16_asked_for_on_a_cpu_that_emulates_it_is_warned_about(flags, warned, tiny, monkeypatch, caplog):
+    import torch
+
+    from vlmzoo.engine import device
+
+    monkeypatch.setattr(device, "cpu_flags", lambda: flags)
+    with caplog.at_level("WARNING", logger="vlmzoo.engine"):
+        assert vlmzoo.load(tiny["clip"], dtype="bfloat16").dtype == torch.bfloat16  # asked for: honoured
+    assert any("bfloat16 asked for on a CPU without native" in r.getMessage() for r in caplog.records) is warned
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="vlmzoo.engine"):
+        vlmzoo.load(tiny["clip"], dtype="float32")
+        vlmzoo.load(tiny["clip"])  # the default never picks an emulated dtype
+    assert not any("asked for on a CPU" in r.getMessage() for r in caplog.records)
+
+
 def test_a_card_can_keep_its_model_in_float32(monkeypatch, mirror):
     import torch
 
