@@ -157,10 +157,10 @@ def baseline(path: Path, image: Image.Image, new: int, images: list[Image.Image]
     return ttft, tps, many, prompt_tokens, sum(p.numel() for p in model.parameters()), decode_bytes(model), text
 
 
-def ours(path: Path, image: Image.Image, new: int, images: list[Image.Image], dtype: torch.dtype):
+def ours(path: Path, image: Image.Image, new: int, images: list[Image.Image], dtype: str):
     import vlmzoo
 
-    m = vlmzoo.load(path, dtype=str(dtype).removeprefix("torch."))
+    m = vlmzoo.load(path, dtype=dtype)
     m.ask(image, PROMPT, max_new_tokens=new, min_new_tokens=new)  # warm-up
     runs = [m.ask(image, PROMPT, max_new_tokens=new, min_new_tokens=new) for _ in range(BEST_OF)]
     ttft, tps = min(a.ttft for a in runs), max(a.tokens_per_s for a in runs)
@@ -203,7 +203,7 @@ def main() -> None:
             path = build(name, Path(tmp) / name)
             b_ttft, b_tps, b_many, prompt_tokens, params, step_bytes, b_text = baseline(
                 path, image, args.new_tokens, images, dtype)
-            o_ttft, o_tps, o_many, o_text, clean = ours(path, image, args.new_tokens, images, dtype)
+            o_ttft, o_tps, o_many, o_text, clean = ours(path, image, args.new_tokens, images, args.dtype)
             bw = max(bw, bandwidth_gb_s())  # measured again next to this model's runs; the higher counts
             bound = bw * 1e9 / step_bytes  # tokens/s if a step did nothing but read its weights once
             same = "equal" if clean(b_text) == o_text else "DIFFERENT"

@@ -56,9 +56,9 @@ def _warn_if_emulated(dtype, device: str) -> None:
 
     native = {torch.bfloat16: cpu_has_native_bf16, torch.float16: cpu_has_native_fp16}.get(dtype)
     if device == "cpu" and native is not None and cpu_flags() and not native():
+        name = str(dtype).removeprefix("torch.")
         log.warning("%s asked for on a CPU without native %s instructions: its matrix products are "
-                    "emulated and run many times slower than float32 here; dtype='float32' is faster",
-                    str(dtype).removeprefix("torch."), str(dtype).removeprefix("torch."))
+                    "emulated and run many times slower than float32 here; dtype='float32' is faster", name, name)
 
 
 def pick_dtype(dtype: str | None, device: str, cpu_preference: str = "float32"):
