@@ -1,5 +1,5 @@
 """Page faults of a forward pass's memory pattern, with glibc's defaults and with vlmzoo's
-freed-memory reuse (engine/allocator.py), in the main thread and in a worker thread.
+freed-memory reuse (engine/cpu/allocator.py), in the main thread and in a worker thread.
 
 Each case runs in a fresh process: big blocks are allocated, filled, added to and freed three
 times, after five warm-up rounds; the count is the process's minor page faults for those three.
@@ -20,7 +20,7 @@ CASE = textwrap.dedent("""
     import ctypes, resource, sys
     from concurrent.futures import ThreadPoolExecutor
     import torch
-    from vlmzoo.engine.allocator import keep_freed_memory
+    from vlmzoo.engine.cpu.allocator import keep_freed_memory
 
     mode, sizes = sys.argv[1], [int(s) for s in sys.argv[2].split(",")]
     if mode != "glibc defaults":

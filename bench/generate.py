@@ -8,7 +8,7 @@ prompt and 64 new tokens forced:
   - wall time for N requests: the baseline one by one, vlmzoo as one batched call;
   - decode speed against the weight-bytes / memory-bandwidth bound measured in this run.
 Each model runs in a process of its own, baseline first: loading a model with vlmzoo changes the
-process's malloc settings (engine/allocator.py), and the baseline must run with glibc's defaults,
+process's malloc settings (engine/cpu/allocator.py), and the baseline must run with glibc's defaults,
 as a user's script does.
 
     python bench/generate.py [--models smolvlm,qwen2-vl] [--requests 16] [--new-tokens 64] [--dtype auto]

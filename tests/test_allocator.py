@@ -1,4 +1,4 @@
-"""engine/allocator.py: freed activations are reused instead of faulted in again, a switch turns
+"""engine/cpu/allocator.py: freed activations are reused instead of faulted in again, a switch turns
 it off, and loading a model on the CPU applies it."""
 
 import os
@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 import vlmzoo
-from vlmzoo.engine import allocator
+from vlmzoo.engine.cpu import allocator
 
 glibc_only = pytest.mark.skipif(allocator._glibc() is None, reason="the settings exist on Linux with glibc only")
 
@@ -18,7 +18,7 @@ glibc_only = pytest.mark.skipif(allocator._glibc() is None, reason="the settings
 # above any mmap threshold glibc would pick by itself).
 PROBE = textwrap.dedent("""
     import resource, torch
-    from vlmzoo.engine.allocator import keep_freed_memory
+    from vlmzoo.engine.cpu.allocator import keep_freed_memory
     print(keep_freed_memory())
     def faults():
         before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

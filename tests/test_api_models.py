@@ -19,8 +19,10 @@ from PIL import Image
 import vlmzoo
 from fake_apis import FakeAPI, Fail, Stall
 from vlmzoo.errors import APIError, InputError, MissingAPIKeyError, UnknownModelError
-from vlmzoo.families import api as api_module
-from vlmzoo.families.api import APIModel, parse_api_name, retry_after_seconds
+from vlmzoo.families.api import retry
+from vlmzoo.families.api.base import APIModel
+from vlmzoo.families.api.retry import retry_after_seconds
+from vlmzoo.names import parse_api_name
 
 OPENAI_KEY = "sk-test-0123456789abcdef"
 GEMINI_KEY = "AIza-test-fedcba9876543210"
@@ -275,7 +277,7 @@ def test_retry_after_reads_seconds_milliseconds_and_dates():
     assert retry_after_seconds({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
     assert 8 <= retry_after_seconds({"retry-after": formatdate(time.time() + 10, usegmt=True)}) <= 10
     assert retry_after_seconds({"retry-after": "soon"}) is None and retry_after_seconds({}) is None
-    assert APIModel._delay(None, 1, 3600.0) == api_module.MAX_RETRY_AFTER  # capped
+    assert retry.delay(1, 3600.0, backoff=0.5) == retry.MAX_RETRY_AFTER  # capped
 
 
 def test_gemini_retry_info_in_the_error_body_is_honoured(gemini_fake):

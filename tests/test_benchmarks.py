@@ -20,8 +20,8 @@ from PIL import Image
 
 from vlmzoo.evaluation import data as data_module
 from vlmzoo.evaluation import spec
-from vlmzoo.evaluation.data_common import DataError
-from vlmzoo.evaluation.data_refcoco import refs_pickle_to_json
+from vlmzoo.evaluation.data.common import DataError
+from vlmzoo.evaluation.data.refcoco import refs_pickle_to_json
 from vlmzoo.evaluation.sample import Sample
 from vlmzoo.evaluation.spec import (
     Benchmark,
@@ -687,20 +687,22 @@ def test_format_names_match_the_loaders():
     assert set(typing.get_args(spec.Format)) == set(data_module.FORMATS)
 
 
-def test_metric_names_match_the_registry():
-    from vlmzoo.evaluation.metrics import METRICS
+def test_every_metric_in_the_table_resolves_to_its_implementation():
+    from vlmzoo.evaluation.metrics import METRICS, TABLE
+    from vlmzoo.evaluation.sample import Sample
 
-    for name, metric in METRICS.items():  # whatever has registered so far
-        assert spec.METRIC_TASKS.get(name) == metric.tasks, name
     core = {"vqa_accuracy", "exact_match", "anls", "choice_accuracy", "top1", "top5", "mean_per_class", "iou@0.5"}
-    assert core <= set(METRICS)
-    assert set(spec.METRIC_TASKS) == core | set(spec.CAPTION_METRICS) | set(spec.RETRIEVAL_METRICS)
-    for module, names in (("captions", spec.CAPTION_METRICS), ("retrieval", spec.RETRIEVAL_METRICS)):
-        try:
-            __import__(f"vlmzoo.evaluation.metrics.{module}")
-        except ImportError:
-            continue  # being written elsewhere; checked once it exists
-        assert set(names) <= set(METRICS), module
+    coco = {"bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider", "spice"}
+    retrieval = {f"recall@{k}_{d}" for d in ("i2t", "t2i") for k in (1, 5, 10)}
+    assert set(TABLE) == core | coco | retrieval
+    for name, row in TABLE.items():
+        metric = METRICS[name]
+        assert callable(metric.rows) and callable(metric.aggregate), name
+        assert metric.tasks == row.tasks and metric.description == row.description, name
+        assert metric.binary == (row.kind == "binary"), name
+    one = Sample(id="a", images=(), answers=("2",) * 4)  # a per-sample metric scores through the table
+    assert METRICS["vqa_accuracy"].rows(["2", "3"], [one, one]).tolist() == [[1.0], [0.0]]
+    assert METRICS["exact_match"].aggregate(METRICS["exact_match"].rows(["2", "3"], [one, one])) == 0.5
 
 
 def test_importing_spec_and_data_does_not_import_torch():

@@ -1,4 +1,4 @@
-"""The AVX512-BF16 decode kernels (engine/decode_kernels.py): built here, exact enough, and a
+"""The AVX512-BF16 decode kernels (engine/cpu/decode_kernels.py): built here, exact enough, and a
 clean fallback wherever they cannot be built."""
 
 import logging
@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from vlmzoo.engine import decode_kernels
+from vlmzoo.engine.cpu import decode_kernels
 from vlmzoo.engine.device import cpu_flags
 
 BUILDABLE = "avx512_bf16" in cpu_flags() and shutil.which("ninja") and shutil.which("c++")

@@ -1,10 +1,10 @@
-"""q/k/v in one product for the image towers of CLIP and SigLIP (engine/fused_qkv.py)."""
+"""q/k/v in one product for the image towers of CLIP and SigLIP (engine/cpu/fused_qkv.py)."""
 
 import pytest
 import torch
 
 import vlmzoo
-from vlmzoo.engine.fused_qkv import fuse_qkv_projections
+from vlmzoo.engine.cpu.fused_qkv import fuse_qkv_projections
 
 
 @pytest.mark.parametrize("family", ["clip", "siglip"])

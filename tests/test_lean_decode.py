@@ -1,10 +1,10 @@
-"""The lean decode loop (engine/lean_decode.py) against model.generate on the same checkpoints."""
+"""The lean decode loop (engine/cpu/lean_decode.py) against model.generate on the same checkpoints."""
 
 import pytest
 import torch
 
 import vlmzoo
-from vlmzoo.engine.lean_decode import LeanDecoder
+from vlmzoo.engine.cpu.lean_decode import LeanDecoder
 from vlmzoo.images import load_image
 
 LEAN = ["llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "idefics3", "smolvlm"]
@@ -47,7 +47,7 @@ def test_greedy_tokens_equal_generate_single_and_left_padded(key, models, photos
 @pytest.mark.parametrize("key", ["qwen2_vl", "smolvlm"])
 def test_bf16_greedy_tokens_equal_generate(key, tiny_chat, photos):
     """In bf16 the decode steps run on the AVX512-BF16 kernels where they can be built."""
-    from vlmzoo.engine.decode_kernels import kernels
+    from vlmzoo.engine.cpu.decode_kernels import kernels
 
     m = vlmzoo.load(tiny_chat[key], dtype="bfloat16")
     prompts, images = _batch(m, photos, ["what is this?"])
@@ -68,7 +68,7 @@ def test_bf16_steps_pick_generates_tokens_up_to_rounding(key, native, tiny_chat,
     token is a greedy choice of ours up to bf16 rounding. (Exact token equality is not the test
     here: tiny random models in bf16 tie logits, and any other summation order breaks ties
     differently.)"""
-    from vlmzoo.engine.decode_kernels import kernels
+    from vlmzoo.engine.cpu.decode_kernels import kernels
 
     m = vlmzoo.load(tiny_chat[key], dtype="bfloat16")
     questions = ["what is this?", "how many people are standing on the street in this picture?"]

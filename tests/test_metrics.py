@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from vlmzoo.evaluation.metrics.text import anls, choice_accuracy, exact_match, extract_choice, levenshtein
-from vlmzoo.evaluation.metrics.vision import grounding_hit, iou, mean_per_class_accuracy, recall_at_k, topk_correct
+from vlmzoo.evaluation.metrics.vision import grounding_hit, iou, mean_per_class_accuracy, topk_correct
 from vlmzoo.evaluation.metrics.vqa import normalize, strip_punctuation, vqa_accuracy
 from vlmzoo.evaluation.stats import bootstrap_ci, mcnemar, paired_bootstrap
 
@@ -104,13 +104,6 @@ def test_classification_metrics():
     assert topk_correct(["cat", "dog", "car"], "dog", 5) == 1.0
     # class a: 3 of 4 right, class b: 0 of 1 -> (0.75 + 0) / 2, not 3/5
     assert mean_per_class_accuracy([1, 1, 1, 0, 0], ["a", "a", "a", "a", "b"]) == pytest.approx(0.375)
-
-
-def test_recall_at_k():
-    sim = np.array([[0.9, 0.1, 0.5], [0.2, 0.3, 0.1]])
-    assert recall_at_k(sim, [{2}, {0}], 1) == [0.0, 0.0]
-    assert recall_at_k(sim, [{2}, {0}], 2) == [1.0, 1.0]
-    assert recall_at_k(sim, [{0, 1}, {1}], 1) == [1.0, 1.0]
 
 
 def test_iou_and_grounding():

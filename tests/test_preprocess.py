@@ -7,7 +7,7 @@ from PIL import Image
 from transformers import BlipImageProcessorPil, CLIPImageProcessorPil, SiglipImageProcessorPil
 
 import vlmzoo
-from vlmzoo.engine.preprocess import FastPrep
+from vlmzoo.engine.cpu.fast_prep import FastPrep
 from vlmzoo.images import load_image
 
 PROCESSORS = {
@@ -81,12 +81,12 @@ def test_bf16_with_draft_keeps_embeddings_close_to_exact_fp32(tiny, photos, tmp_
 
 @pytest.mark.parametrize("family", ["siglip", "clip"])
 def test_bf16_fuses_the_mlp_activations_and_keeps_embeddings_close(tiny, photos, family):
-    """The fused linear+activation path (engine/fused_mlp.py: GELU for SigLIP, quick_gelu via
+    """The fused linear+activation path (engine/cpu/fused_mlp.py: GELU for SigLIP, quick_gelu via
     rescaled weights and silu for CLIP) is on in bf16 and off in exact fp32, and changes
     embeddings by no more than bf16 rounding does."""
     from transformers import AutoModel
 
-    from vlmzoo.engine.fused_mlp import _onednn_runs_bf16_fusion, fuse_mlp_activations
+    from vlmzoo.engine.cpu.fused_mlp import _onednn_runs_bf16_fusion, fuse_mlp_activations
 
     exact = vlmzoo.load(tiny[family], dtype="float32")
     fast = vlmzoo.load(tiny[family], dtype="bfloat16")
@@ -110,7 +110,7 @@ def test_bf16_fuses_the_mlp_activations_and_keeps_embeddings_close(tiny, photos,
 
 def test_bf16_without_onednn_fusion_runs_unfused(tiny, photos, monkeypatch):
     """On a CPU where oneDNN has no bf16 fused linear (AVX2 only) the MLPs stay as they are."""
-    from vlmzoo.engine import fused_mlp
+    from vlmzoo.engine.cpu import fused_mlp
 
     monkeypatch.setattr(fused_mlp, "_onednn_runs_bf16_fusion", lambda: False)
     fast = vlmzoo.load(tiny["siglip"], dtype="bfloat16")

@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageStat
 
 from vlmzoo.cli import main
 from vlmzoo.errors import InputError
-from vlmzoo.evaluation import report as report_module
+from vlmzoo.evaluation.report import page as report_module
 from vlmzoo.evaluation.metrics import get_metric
 from vlmzoo.evaluation.records import sample_of
 from vlmzoo.evaluation.report import write_report
@@ -306,7 +306,7 @@ def test_chromium_renders_the_page(built, tmp_path):
 
 
 def test_ticks_for_an_empty_or_noise_range_are_distinct():
-    from vlmzoo.evaluation.report_charts import nice_ticks
+    from vlmzoo.evaluation.report.charts import nice_ticks
 
     for lo, hi in ((0.0, 0.0), (0.0, 1e-16), (0.0, 3e-9), (2e-18, 2e-14), (0.5, 0.5)):
         ticks = nice_ticks(lo, hi)

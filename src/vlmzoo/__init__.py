@@ -4,18 +4,53 @@
     >>> m = vlmzoo.load("clip-vit-b-32")
     >>> m.classify("cat.jpg", ["cat", "dog"]).label
 
-Importing vlmzoo does not import torch; loading a model does.
+Importing vlmzoo does not import torch: every name below is imported on first use.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
 
-__all__ = ["load", "__version__"]
+# name -> the module it lives in
+_EXPORTS = {
+    "load": "vlmzoo.loading",
+    "list_models": "vlmzoo.catalog",
+    "Message": "vlmzoo.tasks",
+    "ImagePart": "vlmzoo.tasks",
+    "Answer": "vlmzoo.tasks",
+    "Caption": "vlmzoo.tasks",
+    "ClassScores": "vlmzoo.tasks",
+    "Embeddings": "vlmzoo.tasks",
+    "MatchScores": "vlmzoo.tasks",
+    "Retrieval": "vlmzoo.tasks",
+    "Hit": "vlmzoo.tasks",
+    "Grounding": "vlmzoo.tasks",
+    "Box": "vlmzoo.tasks",
+    "VlmzooError": "vlmzoo.errors",
+}
+
+__all__ = ["load", "list_models", "Message", "ImagePart", "Answer", "Caption", "ClassScores", "Embeddings",
+           "MatchScores", "Retrieval", "Hit", "Grounding", "Box", "VlmzooError", "__version__"]
+
+if TYPE_CHECKING:
+    from vlmzoo.catalog import list_models
+    from vlmzoo.errors import VlmzooError
+    from vlmzoo.loading import load
+    from vlmzoo.tasks import (Answer, Box, Caption, ClassScores, Embeddings, Grounding, Hit, ImagePart, MatchScores,
+                              Message, Retrieval)
 
 
-def load(name, **kwargs):
-    """Load a model by catalog id, hub id or checkpoint folder. See ``vlmzoo.loading.load``."""
-    from vlmzoo.loading import load as _load
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vlmzoo' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # looked up once
+    return value
 
-    return _load(name, **kwargs)
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])

@@ -1,33 +1,28 @@
 """``vlmzoo.load``: one path from a name to a ready model object.
 
-A name is, in this order: an API model (``openai:<model>``, ``gemini:<model>``,
-``openai-compatible:<base-url>#<model>``, or a catalog name of one), which touches neither the
-hub nor any weights; a local checkpoint folder; a catalog id, alias or checkpoint name; a
-Hugging Face hub id (``org/name``, optionally ``hf-hub:org/name``). Catalog names resolve to the
-hub id on their card, then to a local mirror, the HF cache, or a download.
+What a name can be is read by ``vlmzoo.names`` (API name, folder, catalog name, hub id). API
+models touch neither the hub nor any weights; catalog names resolve to the hub id on their card,
+then to a local mirror, the HF cache, or a download.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vlmzoo import catalog, hub
-from vlmzoo.engine.allocator import keep_freed_memory, release_free_memory
+from vlmzoo import catalog, families, hub
+from vlmzoo.engine.cpu.allocator import keep_freed_memory, release_free_memory
 from vlmzoo.engine.device import pick_device, pick_dtype
 from vlmzoo.engine.memory import check_fits, params_from_weights
 from vlmzoo.errors import InputError, UnknownModelError
-from vlmzoo.families import FAMILIES, MODEL_TYPES, family_class
 from vlmzoo.families.base import VLModel
 from vlmzoo.families.hf import read_config
+from vlmzoo.names import ApiName, CatalogName, FolderName, read_name
 
 if TYPE_CHECKING:
-    from vlmzoo.families.api import APITarget
-
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+    from vlmzoo.families.api.base import APITarget
 
 
 @dataclass(frozen=True)
@@ -52,33 +47,30 @@ def resolve(
     models_dir: str | os.PathLike | None = None,
 ) -> Resolved:
     """Resolve ``name`` to a checkpoint folder, family and dtype (downloading if needed, never loading)."""
-    if not isinstance(name, (str, os.PathLike)):
-        raise UnknownModelError(f"model name must be a string or path, got {type(name).__name__}")
-    name = os.fspath(name)
-    if not name.strip():
-        raise UnknownModelError("model name is empty")
-    api = _resolve_api(name)
-    if api is not None:
-        return api  # dtype and device do not apply: the provider runs the model
+    what = read_name(name)
+    if isinstance(what, ApiName):
+        return _resolve_api(what)  # dtype and device do not apply: the provider runs the model
     device = pick_device(device)
-    folder = Path(name).expanduser()
-    entry = None if folder.is_dir() else _catalog_entry(name)
+    entry = what.entry if isinstance(what, CatalogName) else None
 
     def dtype_for(cls):
         preference = (entry.card.cpu_dtype if entry is not None else None) or cls.cpu_dtype
         return pick_dtype(dtype, device, preference)
 
     if entry is not None:
-        cls = family_class(entry.card.family)
+        if not families.loadable(entry.card.family):
+            raise UnknownModelError(f"{name} is in the catalog (support: {entry.card.support}) but vlmzoo cannot "
+                                    f"load family {entry.card.family!r} yet")
+        cls = families.family_class(entry.card.family)
         torch_dtype = dtype_for(cls)
         params = entry.checkpoint.params_b or entry.card.params_b
         fits = lambda: check_fits(entry.checkpoint.name, params, _name(torch_dtype), device)  # noqa: E731
         path = hub.resolve(entry.checkpoint.hub_id, revision, models_dir, before_download=fits)
     else:
-        path = _uncatalogued(name, folder, revision, models_dir)
-        cls = family_class(_family_of_folder(path))
+        path = what.path if isinstance(what, FolderName) else hub.resolve(what.hub_id, revision, models_dir)
+        cls = families.family_class(_family_of_folder(path))
         torch_dtype = dtype_for(cls)
-    return Resolved(entry.checkpoint.name if entry else name, path, cls, torch_dtype, device, entry)
+    return Resolved(entry.checkpoint.name if entry else os.fspath(name), path, cls, torch_dtype, device, entry)
 
 
 def load(
@@ -125,7 +117,7 @@ def load_resolved(r: Resolved, *, allow_urls: bool = False, max_pixels: int | No
         max_pixels=max_pixels,
     )
     if str(r.device).startswith("cpu"):
-        keep_freed_memory()  # after the weights: activations reuse freed blocks (engine/allocator.py)
+        keep_freed_memory()  # after the weights: activations reuse freed blocks (engine/cpu/allocator.py)
     if r.entry is not None and r.entry.checkpoint.tasks:
         # a fine-tuned checkpoint serves fewer tasks than its family (git-base-vqav2 only asks)
         model.tasks = model.tasks & frozenset(r.entry.checkpoint.tasks)
@@ -136,55 +128,18 @@ def _name(torch_dtype) -> str:
     return str(torch_dtype).removeprefix("torch.")
 
 
-def _resolve_api(name: str) -> Resolved | None:
-    """An API model's identity from its name or catalog entry; None for any other name."""
-    from vlmzoo.families.api import API_PREFIXES, parse_api_name
-
-    parsed = parse_api_name(name)
-    entry = catalog.find(name)
-    if parsed is None:
-        if entry is None or entry.card.access != "api" or Path(name).expanduser().is_dir():
-            return None
-        parsed = parse_api_name(entry.checkpoint.name)  # an alias such as "gpt4o"
-    elif entry is not None:
-        parsed = parse_api_name(entry.checkpoint.name)  # the catalog's spelling of the model id
-    provider, model, base_url = parsed
-    cls = family_class(API_PREFIXES[provider])
-    return Resolved(entry.checkpoint.name if entry else name, None, cls, None, "api", entry,
-                    cls.target_for(model, base_url))
-
-
-def _catalog_entry(name: str) -> "catalog.Entry | None":
-    """The catalog entry ``name`` picks, if any; families not yet built are refused."""
-    entry = catalog.find(name.removeprefix("hf-hub:"))
-    if entry is None:
-        return None
-    if FAMILIES.get(entry.card.family) is None:
-        raise UnknownModelError(
-            f"{name} is in the catalog (support: {entry.card.support}) but vlmzoo cannot load "
-            f"family {entry.card.family!r} yet"
-        )
-    return entry
-
-
-def _uncatalogued(name: str, folder: Path, revision, models_dir) -> Path:
-    """A checkpoint folder, or a hub id the catalog does not know."""
-    if folder.is_dir():
-        if not (folder / "config.json").is_file():
-            raise UnknownModelError(f"{name}: folder is not a checkpoint (no config.json)")
-        return folder
-    hub_name = name.removeprefix("hf-hub:")
-    if _HUB_ID.match(hub_name):
-        return hub.resolve(hub_name, revision, models_dir)
-    raise UnknownModelError(f"unknown model {name!r}: not a folder, catalog name or hub id." + catalog.suggestion(name))
+def _resolve_api(api: ApiName) -> Resolved:
+    """An API model's identity: its family, model id and endpoint."""
+    cls = families.family_class(api.family)
+    return Resolved(api.name, None, cls, None, "api", api.entry, cls.target_for(api.model, api.base_url))
 
 
 def _family_of_folder(path: Path) -> str:
     model_type = read_config(path).get("model_type", "")
-    family = MODEL_TYPES.get(model_type)
+    family = families.for_model_type(model_type)
     if family is None:
         raise UnknownModelError(
             f"{path}: model_type {model_type!r} is not one vlmzoo can load "
-            f"(loadable: {', '.join(sorted(MODEL_TYPES))})"
+            f"(loadable: {', '.join(families.model_types())})"
         )
-    return family
+    return family.name

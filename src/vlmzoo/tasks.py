@@ -120,6 +120,13 @@ class Caption:
     finish_reason: str = ""  # "stop" (end of sequence or a stop string) or "length"
     cost_usd: float | None = None  # API models with a known price; None when unknown or local
 
+    @classmethod
+    def from_answer(cls, answer: "Answer", prompt: str | None = None) -> "Caption":
+        """The caption a generated answer about one image is: its text, image and statistics."""
+        return cls(answer.text, answer.images[0] if answer.images else "", prompt, answer.num_tokens,
+                   answer.prompt_tokens, answer.seconds, answer.ttft, answer.tokens_per_s, answer.finish_reason,
+                   answer.cost_usd)
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -12,7 +12,7 @@ from importlib import resources
 from vlmzoo.catalog.schema import Card, Checkpoint
 from vlmzoo.errors import UnknownModelError
 
-__all__ = ["Card", "Checkpoint", "Entry", "cards", "get", "find", "filter_cards", "parse_params"]
+__all__ = ["Card", "Checkpoint", "Entry", "cards", "get", "find", "list_models", "parse_params"]
 
 
 @dataclass(frozen=True)
@@ -25,14 +25,27 @@ class Entry:
 
 @lru_cache(maxsize=1)
 def cards() -> tuple[Card, ...]:
-    """All cards, sorted by id. Validated on load: a bad card is a bug, so it raises."""
+    """All cards: vlmzoo's own, then those of plugin families, each set sorted by file name. Validated on load:
+    a bad card is a bug, so it raises, naming the file."""
+    from vlmzoo.families import families
+
+    folders = [resources.files("vlmzoo.catalog").joinpath("cards")]
+    for family in families().values():
+        if family.cards:
+            package, _, sub = family.cards.partition("/")
+            folders.append(resources.files(package).joinpath(sub) if sub else resources.files(package))
     out = []
-    for f in sorted(resources.files("vlmzoo.catalog").joinpath("cards").iterdir(), key=lambda p: p.name):
-        if f.name.endswith(".toml"):
-            try:
-                out.append(Card.model_validate(tomllib.loads(f.read_text(encoding="utf-8"))))
-            except Exception as e:
-                raise ValueError(f"catalog card {f.name} is invalid: {e}") from e
+    for folder in folders:
+        for f in sorted(folder.iterdir(), key=lambda p: p.name):
+            if f.name.endswith(".toml"):
+                try:
+                    out.append(Card.model_validate(tomllib.loads(f.read_text(encoding="utf-8"))))
+                except Exception as e:
+                    raise ValueError(f"catalog card {f} is invalid: {e}") from e
+    ids = [c.id for c in out]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise ValueError(f"catalog card id(s) {twice} are defined twice (a plugin repeats a card?)")
     return tuple(out)
 
 
@@ -91,20 +104,24 @@ def parse_params(text: str) -> float:
     return float(m.group(1)) * scale
 
 
-def filter_cards(
+def list_models(
     *,
     task: str | None = None,
     kind: str | None = None,
     architecture: str | None = None,
     license: str | None = None,
-    max_params_b: float | None = None,
+    max_params_b: float | str | None = None,
     multi_image: bool | None = None,
     any_resolution: bool | None = None,
     language: str | None = None,
     support: str | None = None,
     family: str | None = None,
 ) -> list[Card]:
-    """Cards matching every given criterion (text criteria are case-insensitive substrings)."""
+    """The catalog's cards matching every given criterion, e.g. ``list_models(task="ask",
+    max_params_b="3B", multi_image=True)``. Text criteria are case-insensitive substrings;
+    ``max_params_b`` is billions, or a size such as "500M"."""
+    if isinstance(max_params_b, str):
+        max_params_b = parse_params(max_params_b)
 
     def has(value: str, wanted: str | None) -> bool:
         return wanted is None or wanted.lower() in value.lower()
@@ -113,7 +130,8 @@ def filter_cards(
     for c in cards():
         if task and task not in c.tasks:
             continue
-        if not (has(c.kind, kind) and has(c.architecture, architecture) and has(c.license, license)):
+        if not (has(c.kind, kind) and has(c.architecture, architecture)
+                and (has(c.license, license) or has(c.license_short, license))):
             continue
         if support and c.support != support:
             continue

@@ -133,7 +133,10 @@ class Card(BaseModel):
     token_limit: int | None
     resolution: str
     training_data: str
-    license: str
+    license: str  # the full text: which license, for what, with caveats
+    # what a table shows: the SPDX id where one exists, else "proprietary", "non-commercial" or
+    # the license's own short name (Gemma, Llama-2, Llama-3.2, MiniCPM)
+    license_short: str = Field(pattern=r"^[A-Za-z0-9.+\-]+( / [A-Za-z0-9.+\-]+)?$", max_length=24)
     access: Access
     tasks: tuple[str, ...]
     multi_image: bool
@@ -160,10 +163,10 @@ class Card(BaseModel):
     @field_validator("family")
     @classmethod
     def _known_family(cls, v):
-        from vlmzoo.families import FAMILIES
+        from vlmzoo.families import families
 
-        if v not in FAMILIES:
-            raise ValueError(f"unknown family {v!r}; known families: {sorted(FAMILIES)}")
+        if v not in families():
+            raise ValueError(f"unknown family {v!r}; known families: {sorted(families())}")
         return v
 
     @model_validator(mode="after")
@@ -182,9 +185,9 @@ class Card(BaseModel):
         for c in self.checkpoints:
             if c.tasks and not set(c.tasks) <= set(self.tasks):
                 raise ValueError(f"checkpoint {c.name!r} lists tasks its card does not")
-        from vlmzoo.families import FAMILIES
+        from vlmzoo.families import loadable
 
-        if self.support == "supported" and FAMILIES[self.family] is None:
+        if self.support == "supported" and not loadable(self.family):
             raise ValueError(
                 f"card {self.id!r} says supported but family {self.family!r} has no code yet"
             )

@@ -1,12 +1,85 @@
-"""How samples and predictions are kept in the store and read back for scoring."""
+"""How each benchmark task runs a model on a batch, what of its results is stored, and how
+stored samples and predictions are read back for scoring.
+
+One row per task in ``TASKS``: the call (a batch of samples and their images to the model's
+task method) and the stored form of each result (the prediction the metrics score, the raw
+output, and extra bytes such as retrieval embeddings).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from vlmzoo.evaluation.sample import Sample
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What a task call needs: the benchmark, the samples, their taken-in images (a list per
+    sample), the generation budget and, for classify, the class names."""
+
+    bench: object  # spec.Benchmark
+    samples: list[Sample]
+    images: list[list]
+    max_new_tokens: int | None
+    classes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TaskIO:
+    call: Callable[[object, Batch], list]  # (model, batch) -> one result per sample
+    stored: Callable[[object, object], tuple]  # (result, bench) -> (prediction, raw output, extra bytes)
+
+
+def _ask(model, b: Batch) -> list:
+    prompts = [b.bench.render_prompt(s) for s in b.samples]
+    return model.ask([im if len(im) > 1 else im[0] for im in b.images], prompts, max_new_tokens=b.max_new_tokens)
+
+
+def _caption(model, b: Batch) -> list:
+    return model.caption([im[0] for im in b.images], b.bench.render_prompt(b.samples[0]),
+                         max_new_tokens=b.max_new_tokens)
+
+
+def _text(result, bench) -> tuple:
+    return bench.extract_answer(result.text), result.text, None
+
+
+def _classify(model, b: Batch) -> list:
+    return model.classify([im[0] for im in b.images], list(b.classes), templates=list(b.bench.templates) or None)
+
+
+def _ground(model, b: Batch) -> list:
+    return [model.ground(im[0], b.bench.render_prompt(s)) for s, im in zip(b.samples, b.images)]
+
+
+def _top_box(result, bench) -> tuple:
+    box = result.boxes[0] if result.boxes else None
+    return ([box.x0, box.y0, box.x1, box.y1] if box else None), result.raw, None
+
+
+def _retrieve(model, b: Batch) -> list:
+    """Per sample: its image's embedding, then its captions' (row 0 the image)."""
+    image_vecs = model.embed_images([im[0] for im in b.images]).vectors.astype(np.float32)
+    return [np.concatenate([vec[None], model.embed_texts(list(s.answers)).vectors.astype(np.float32)])
+            for s, vec in zip(b.samples, image_vecs)]
+
+
+def _embeddings(result, bench) -> tuple:
+    return {"captions": len(result) - 1}, None, result.tobytes()
+
+
+TASKS: dict[str, TaskIO] = {
+    "ask": TaskIO(_ask, _text),
+    "caption": TaskIO(_caption, _text),
+    "classify": TaskIO(_classify, lambda r, bench: (list(r.labels[:10]), None, None)),
+    "ground": TaskIO(_ground, _top_box),
+    "retrieve": TaskIO(_retrieve, _embeddings),
+}
 
 
 def sample_record(s: Sample) -> dict:

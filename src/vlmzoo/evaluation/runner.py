@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
 from vlmzoo.engine.prefetch import prefetched
 from vlmzoo.errors import InputError, VlmzooError
 from vlmzoo.evaluation.metrics import get_metric
-from vlmzoo.evaluation.records import metric_inputs, sample_record
+from vlmzoo.evaluation.records import TASKS, Batch, metric_inputs, sample_record
 from vlmzoo.evaluation.sample import Sample
 from vlmzoo.evaluation.stats import bootstrap_ci
 from vlmzoo.evaluation.store import Score, StoredPrediction, Store
@@ -135,33 +134,11 @@ def _load_batch(batch: list[tuple[int, Sample]]):
 
 def _predict(model, bench, samples: list[Sample], images: list[list], opts: EvalOptions, classes=()):
     """(prediction, raw output, extra bytes) per sample of one batch, for the benchmark's task."""
-    task = bench.task
-    if task in ("ask", "caption"):
-        gen = {"max_new_tokens": _max_new_tokens(bench, opts)}
-        if task == "ask":
-            prompts = [bench.render_prompt(s) for s in samples]
-            outs = model.ask([im if len(im) > 1 else im[0] for im in images], prompts, **gen)
-        else:
-            outs = model.caption([im[0] for im in images], bench.render_prompt(samples[0]), **gen)
-        return [(bench.extract_answer(o.text), o.text, None) for o in outs]
-    if task == "classify":
-        outs = model.classify([im[0] for im in images], list(classes), templates=list(bench.templates) or None)
-        return [(list(o.labels[:10]), None, None) for o in outs]
-    if task == "ground":
-        results = []
-        for s, im in zip(samples, images):
-            g = model.ground(im[0], bench.render_prompt(s))
-            box = g.boxes[0] if g.boxes else None
-            results.append(([box.x0, box.y0, box.x1, box.y1] if box else None, g.raw, None))
-        return results
-    if task == "retrieve":
-        image_vecs = model.embed_images([im[0] for im in images]).vectors.astype(np.float32)
-        results = []
-        for s, vec in zip(samples, image_vecs):
-            text_vecs = model.embed_texts(list(s.answers)).vectors.astype(np.float32)
-            results.append(({"captions": len(s.answers)}, None, np.concatenate([vec[None], text_vecs]).tobytes()))
-        return results
-    raise InputError(f"benchmark task {task!r} is not one vlmzoo can run")
+    io = TASKS.get(bench.task)
+    if io is None:
+        raise InputError(f"benchmark task {bench.task!r} is not one vlmzoo can run")
+    batch = Batch(bench, samples, images, _max_new_tokens(bench, opts), tuple(classes))
+    return [io.stored(result, bench) for result in io.call(model, batch)]
 
 
 def _progress(total: int, desc: str):
@@ -224,9 +201,7 @@ def _resources(model, before: dict) -> dict:
     import resource
 
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-    weights = (sum(p.numel() * p.element_size() for p in model.model.parameters())
-               if getattr(model, "model", None) is not None else None)
-    out = {"peak_rss_mb": max(peak_mb, before.get("peak_rss_mb", 0.0)), "weight_bytes": weights}
+    out = {"peak_rss_mb": max(peak_mb, before.get("peak_rss_mb", 0.0)), "weight_bytes": model.weight_bytes()}
     usage = getattr(model, "usage", None)
     if usage is not None:
         earlier = before.get("api_usage") or {}

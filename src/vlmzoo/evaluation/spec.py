@@ -10,7 +10,7 @@ so pointing ``data.path`` elsewhere (``--data``) moves the whole dataset. ``~`` 
 parsed, so every benchmark can be listed before any data is on disk.
 
 Importing this module does not import torch or the metric implementations: metric names are
-checked against ``METRIC_TASKS``, which a test keeps equal to the registry.
+checked against the registry's table (``evaluation.metrics.TABLE``).
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ from pydantic import (
 )
 
 from vlmzoo.errors import VlmzooError
-from vlmzoo.evaluation.data_common import DataSource
-from vlmzoo.evaluation.data_rows import FIELDS
+from vlmzoo.evaluation.data.common import DataSource
+from vlmzoo.evaluation.data.rows import FIELDS
+from vlmzoo.evaluation.metrics import TABLE as METRIC_TABLE
 from vlmzoo.evaluation.sample import Sample
 
 __all__ = ["Benchmark", "BenchmarkError", "DataSpec", "UnknownBenchmarkError", "builtin_benchmarks",
@@ -46,22 +47,6 @@ Task = Literal["ask", "caption", "classify", "retrieve", "ground"]
 Format = Literal["manifest", "hf_disk", "parquet", "coco_karpathy", "vqav2", "textvqa", "imagefolder",
                  "flickr30k", "refcoco"]
 Extract = Literal["none", "first_line", "short_answer", "choice"]
-
-CAPTION_METRICS = ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider", "spice")
-RETRIEVAL_METRICS = tuple(f"recall@{k}_{d}" for d in ("i2t", "t2i") for k in (1, 5, 10))
-# metric name -> tasks it scores; kept equal to vlmzoo.evaluation.metrics.METRICS by a test
-METRIC_TASKS: dict[str, frozenset[str]] = {
-    "vqa_accuracy": frozenset({"ask"}),
-    "exact_match": frozenset({"ask", "caption"}),
-    "anls": frozenset({"ask"}),
-    "choice_accuracy": frozenset({"ask"}),
-    "top1": frozenset({"classify"}),
-    "top5": frozenset({"classify"}),
-    "mean_per_class": frozenset({"classify"}),
-    "iou@0.5": frozenset({"ground"}),
-    **{m: frozenset({"caption"}) for m in CAPTION_METRICS},
-    **{m: frozenset({"retrieve"}) for m in RETRIEVAL_METRICS},
-}
 
 # retrieve compares embeddings and generates nothing
 DEFAULT_MAX_NEW_TOKENS: dict[str, int | None] = {"ask": 32, "caption": 64, "classify": 16, "ground": 64,
@@ -151,18 +136,18 @@ class Benchmark(BaseModel):
     def _known_metrics(cls, v):
         if not v:
             raise ValueError("a benchmark lists at least one metric")
-        unknown = [m for m in v if m not in METRIC_TASKS]
+        unknown = [m for m in v if m not in METRIC_TABLE]
         if unknown:
-            hints = [f"{m!r} (did you mean {', '.join(difflib.get_close_matches(m, METRIC_TASKS, n=2))}?)"
-                     if difflib.get_close_matches(m, METRIC_TASKS, n=1) else repr(m) for m in unknown]
-            raise ValueError(f"unknown metric(s) {', '.join(hints)}; known: {', '.join(METRIC_TASKS)}")
+            hints = [f"{m!r} (did you mean {', '.join(difflib.get_close_matches(m, METRIC_TABLE, n=2))}?)"
+                     if difflib.get_close_matches(m, METRIC_TABLE, n=1) else repr(m) for m in unknown]
+            raise ValueError(f"unknown metric(s) {', '.join(hints)}; known: {', '.join(METRIC_TABLE)}")
         if len(set(v)) != len(v):
             raise ValueError("metrics lists a metric twice")
         return v
 
     @model_validator(mode="after")
     def _consistent(self):
-        wrong = [m for m in self.metrics if self.task not in METRIC_TASKS[m]]
+        wrong = [m for m in self.metrics if self.task not in METRIC_TABLE[m].tasks]
         if wrong:
             raise ValueError(f"metric(s) {wrong} do not score {self.task} benchmarks")
         allowed_fields = {"ask": {"question", "options"}, "ground": {"question"}, "caption": set()}
@@ -259,7 +244,7 @@ class Benchmark(BaseModel):
         for name in REQUIRED_FIELDS[self.task]:
             lacking = [s.id for s in samples if not getattr(s, name)]
             if lacking:
-                from vlmzoo.evaluation.data_common import first
+                from vlmzoo.evaluation.data.common import first
 
                 raise BenchmarkError(f"{where}: {len(lacking)} sample(s) have no {name}: {first(lacking)}"
                                      + (" (check data.columns)" if self.data.format in TABULAR_FORMATS else ""))

@@ -1,77 +1,153 @@
-"""Family registry: family name -> lazy ``"module:Class"`` path, or None while not yet built.
+"""The family registry: one table saying, per family, where its code lives and what it claims.
 
-Importing this module imports no model code; a family's module is imported only when a model
-of that family is loaded (the vLLM-style lazy map). A family listed with None is known to the
-catalog (its cards validate) but cannot be loaded yet.
+A row names the family's model class lazily (``"module:Class"``, imported only when a model of
+that family is loaded: the vLLM-style lazy map), the transformers ``config.model_type`` values a
+checkpoint folder with no card loads as, and for API families the name prefix
+(``openai:<model>``). A row whose class is None is known to the catalog (its cards validate)
+but cannot be loaded yet.
+
+Packages outside vlmzoo add families through the ``vlmzoo.families`` entry-point group: the
+entry point names a ``Family`` object, whose ``cards`` folder adds catalog cards too. See
+CONTRIBUTING.md ("Adding a family").
 """
 
 from __future__ import annotations
 
 import importlib
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
 
-FAMILIES: dict[str, str | None] = {
-    "clip": "vlmzoo.families.clip:ClipModel",
-    "siglip": "vlmzoo.families.siglip:SiglipModel",
-    "blip": "vlmzoo.families.blip:BlipModel",
-    "blip2": "vlmzoo.families.blip2:Blip2Model",
-    "instructblip": "vlmzoo.families.instructblip:InstructBlipModel",
-    "git": "vlmzoo.families.git:GitModel",
-    "kosmos2": "vlmzoo.families.kosmos2:Kosmos2Model",
-    "florence2": "vlmzoo.families.florence2:Florence2Model",
-    "llava": "vlmzoo.families.llava:LlavaModel",
-    "llava_next": "vlmzoo.families.llava:LlavaNextModel",
-    "qwen2_vl": "vlmzoo.families.qwen2_vl:Qwen2VLModel",
-    "qwen2_5_vl": "vlmzoo.families.qwen2_vl:Qwen25VLModel",
-    "paligemma": "vlmzoo.families.paligemma:PaliGemmaModel",
-    "mllama": "vlmzoo.families.mllama:MllamaModel",
-    "idefics3": "vlmzoo.families.idefics3:Idefics3Model",
-    "gemma3": "vlmzoo.families.gemma3:Gemma3Model",
-    # API models (families/api.py): no weights, a provider's HTTP API behind the same tasks.
-    "openai": "vlmzoo.families.openai_api:OpenAIModel",
-    "openai_compatible": "vlmzoo.families.openai_api:OpenAICompatibleModel",
-    "gemini": "vlmzoo.families.gemini_api:GeminiModel",
-    # Known to the catalog, code still to come.
-    "minicpm_v": None,
-    "molmo": None,
-    "moondream": None,
-    "nvlm": None,
-    "minigpt4": None,
-    "imagebind": None,
-    "seed": None,
-}
+ENTRY_POINT_GROUP = "vlmzoo.families"
 
-# transformers ``config.model_type`` -> family, for loading a folder or hub id with no card.
-MODEL_TYPES: dict[str, str] = {
-    "clip": "clip",
-    "siglip": "siglip",
-    "blip": "blip",
-    "llava": "llava",
-    "llava_next": "llava_next",
-    "qwen2_vl": "qwen2_vl",
-    "qwen2_5_vl": "qwen2_5_vl",
-    "mllama": "mllama",
-    "idefics3": "idefics3",
-    "smolvlm": "idefics3",
-    "gemma3": "gemma3",
-    "blip-2": "blip2",
-    "instructblip": "instructblip",
-    "git": "git",
-    "kosmos-2": "kosmos2",
-    "florence2": "florence2",
-    "paligemma": "paligemma",
-}
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    cls: str | None  # "module:Class" of a VLModel subclass; None while the code is still to come
+    model_types: tuple[str, ...] = ()  # transformers model_type values a card-less folder loads as
+    api_prefix: str | None = None  # API families: names "<prefix>:<model>" pick this family
+    cards: str | None = None  # "package" or "package/folder" holding card TOML files (plugins)
+
+    def __post_init__(self):
+        if self.cls is not None and self.cls.count(":") != 1:
+            raise ValueError(f"family {self.name!r}: cls must be 'module:Class', got {self.cls!r}")
+
+
+_F = "vlmzoo.families"
+BUILTIN: tuple[Family, ...] = (
+    Family("clip", f"{_F}.clip:ClipModel", ("clip",)),
+    Family("siglip", f"{_F}.siglip:SiglipModel", ("siglip",)),
+    Family("blip", f"{_F}.blip:BlipModel", ("blip",)),
+    Family("blip2", f"{_F}.blip2:Blip2Model", ("blip-2",)),
+    Family("instructblip", f"{_F}.instructblip:InstructBlipModel", ("instructblip",)),
+    Family("git", f"{_F}.git:GitModel", ("git",)),
+    Family("kosmos2", f"{_F}.kosmos2:Kosmos2Model", ("kosmos-2",)),
+    Family("florence2", f"{_F}.florence2:Florence2Model", ("florence2",)),
+    Family("llava", f"{_F}.llava:LlavaModel", ("llava",)),
+    Family("llava_next", f"{_F}.llava:LlavaNextModel", ("llava_next",)),
+    Family("qwen2_vl", f"{_F}.qwen2_vl:Qwen2VLModel", ("qwen2_vl",)),
+    Family("qwen2_5_vl", f"{_F}.qwen2_vl:Qwen25VLModel", ("qwen2_5_vl",)),
+    Family("paligemma", f"{_F}.paligemma:PaliGemmaModel", ("paligemma",)),
+    Family("mllama", f"{_F}.mllama:MllamaModel", ("mllama",)),
+    Family("idefics3", f"{_F}.idefics3:Idefics3Model", ("idefics3", "smolvlm")),
+    Family("gemma3", f"{_F}.gemma3:Gemma3Model", ("gemma3",)),
+    # API models (families/api/): no weights, a provider's HTTP API behind the same tasks
+    Family("openai", f"{_F}.api.openai:OpenAIModel", api_prefix="openai"),
+    Family("openai_compatible", f"{_F}.api.openai:OpenAICompatibleModel", api_prefix="openai-compatible"),
+    Family("gemini", f"{_F}.api.gemini:GeminiModel", api_prefix="gemini"),
+    # known to the catalog, code still to come
+    Family("minicpm_v", None),
+    Family("molmo", None),
+    Family("moondream", None),
+    Family("nvlm", None),
+    Family("minigpt4", None),
+    Family("imagebind", None),
+    Family("seed", None),
+)
+
+
+@lru_cache(maxsize=1)
+def families() -> dict[str, Family]:
+    """Every family by name: the built-in table, then those installed plugins add.
+
+    A plugin that fails to load, or claims a name, model type or prefix already taken, is left
+    out with a warning naming it: one broken plugin must not take the whole catalog down.
+    """
+    table = {f.name: f for f in BUILTIN}
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            family = ep.load()
+        except Exception as e:  # noqa: BLE001 - any import error of foreign code
+            warnings.warn(f"vlmzoo plugin {ep.name} ({ep.value}) failed to load and is left out: {e}", stacklevel=2)
+            continue
+        problem = _clash(family, table)
+        if problem:
+            warnings.warn(f"vlmzoo plugin {ep.name} ({ep.value}) is left out: {problem}", stacklevel=2)
+            continue
+        table[family.name] = family
+    return table
+
+
+def _clash(family, table: dict[str, Family]) -> str | None:
+    if not isinstance(family, Family):
+        return f"the entry point must name a vlmzoo.families.Family, not {type(family).__name__}"
+    if family.name in table:
+        return f"family {family.name!r} exists already"
+    for other in table.values():
+        taken = set(family.model_types) & set(other.model_types)
+        if taken:
+            return f"model type(s) {sorted(taken)} belong to family {other.name!r}"
+        if family.api_prefix is not None and family.api_prefix == other.api_prefix:
+            return f"name prefix {family.api_prefix!r} belongs to family {other.name!r}"
+    return None
+
+
+def get(name: str) -> Family:
+    from vlmzoo.errors import UnknownModelError
+
+    table = families()
+    if name not in table:
+        raise UnknownModelError(f"unknown family {name!r}; families: {', '.join(sorted(table))}")
+    return table[name]
+
+
+def loadable(name: str) -> bool:
+    """The family has code: its models can be loaded."""
+    return get(name).cls is not None
 
 
 def family_class(name: str):
+    """The family's model class (its module imported now)."""
     from vlmzoo.errors import UnknownModelError
+    from vlmzoo.families.base import VLModel
 
-    path = FAMILIES.get(name)
-    if path is None:
-        if name in FAMILIES:
-            raise UnknownModelError(
-                f"family {name!r} is in the catalog but vlmzoo cannot load it yet; "
-                f"loadable families: {', '.join(k for k, v in FAMILIES.items() if v)}"
-            )
-        raise UnknownModelError(f"unknown family {name!r}")
-    module, cls = path.split(":")
-    return getattr(importlib.import_module(module), cls)
+    family = get(name)
+    if family.cls is None:
+        built = ", ".join(f.name for f in families().values() if f.cls)
+        raise UnknownModelError(f"family {name!r} is in the catalog but vlmzoo cannot load it yet; "
+                                f"loadable families: {built}")
+    module, attr = family.cls.split(":")
+    cls = getattr(importlib.import_module(module), attr)
+    if not (isinstance(cls, type) and issubclass(cls, VLModel)):
+        raise UnknownModelError(f"family {name!r}: {family.cls} is not a vlmzoo VLModel subclass")
+    return cls
+
+
+def for_model_type(model_type: str) -> Family | None:
+    """The family a transformers ``model_type`` loads as, if any."""
+    return next((f for f in families().values() if model_type in f.model_types), None)
+
+
+def model_types() -> list[str]:
+    return sorted(t for f in families().values() for t in f.model_types)
+
+
+def for_api_prefix(prefix: str) -> Family | None:
+    return next((f for f in families().values() if f.api_prefix == prefix), None)
+
+
+def api_prefixes() -> list[str]:
+    return [f.api_prefix for f in families().values() if f.api_prefix]

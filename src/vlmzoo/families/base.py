@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Sequence
 
 import numpy as np
 
-from vlmzoo.errors import InputError, TaskNotSupportedError
-from vlmzoo.images import ImageLike, LoadedImage, expand, load_image
+from vlmzoo.errors import ImageError, InputError, TaskNotSupportedError
+from vlmzoo.images import ImageLike, LoadedImage, expand, load_image, load_images
 from vlmzoo.tasks import AskRequest, Hit, ImagePart, MatchScores, Message, Retrieval, parse_messages
 
 
@@ -127,16 +127,44 @@ class VLModel:
         self.batch_size = self.default_batch_size
 
     @classmethod
-    def from_pretrained(cls, path: Path, *, device: str, dtype, model_class: str | None = None,
-                        tasks: Iterable[str] | None = None, **kwargs) -> "VLModel":
-        """Weights (safetensors, no Hub code) and processor from a checkpoint folder."""
+    def from_pretrained(cls, path: Path, *, device: str, dtype, **kwargs) -> "VLModel":
+        """A model object for the checkpoint folder ``path``, through the family's hooks:
+        ``class_for`` (which class serves this checkpoint), ``build_model`` (the modules with
+        their weights) and ``load_processor`` (what turns images and text into inputs)."""
+        served_by = cls.class_for(path)
+        return served_by(model=served_by.build_model(path, device, dtype), processor=served_by.load_processor(path),
+                         path=path, device=device, dtype=dtype, tasks=served_by.tasks_served, **kwargs)
+
+    # -- hooks: what a family may change about loading ---------------------------------------
+
+    @classmethod
+    def class_for(cls, path: Path) -> type["VLModel"]:
+        """The class serving the checkpoint at ``path``: this one, or a subclass for a
+        checkpoint with another head (BLIP's captioning, VQA and matching checkpoints)."""
+        return cls
+
+    @classmethod
+    def build_model(cls, path: Path, device: str, dtype):
+        """The model's modules with the checkpoint's weights, on ``device`` in ``dtype``, in eval mode.
+
+        Default: the transformers class ``model_class`` names, from safetensors, never with Hub
+        code. A family that owns its modeling code (a package ``families/<name>/``) overrides
+        this: it builds its modules (modeling.py) and loads the official checkpoint into them
+        through its one table of tensor names (convert.py).
+        """
         import transformers
 
-        from vlmzoo.families.hf import load_model, load_processor
+        from vlmzoo.families.hf import load_model
 
-        model = load_model(getattr(transformers, model_class or cls.model_class), path, device=device, dtype=dtype)
-        return cls(model=model, processor=load_processor(path), path=path, device=device, dtype=dtype,
-                   tasks=cls.tasks_served if tasks is None else tasks, **kwargs)
+        return load_model(getattr(transformers, cls.model_class), path, device=device, dtype=dtype)
+
+    @classmethod
+    def load_processor(cls, path: Path):
+        """What turns images and text into model inputs. Default: the checkpoint's own processor
+        (transformers' AutoProcessor, never Hub code)."""
+        from vlmzoo.families.hf import load_processor
+
+        return load_processor(path)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} tasks={sorted(self.tasks)} {self.device}/{self.dtype}>"
@@ -157,6 +185,19 @@ class VLModel:
             raise InputError(f"prompt of {tokens} tokens (+{new_tokens} new) is longer than {self.name} takes: "
                              f"{limit} positions")
 
+    def weight_bytes(self) -> int | None:
+        """Bytes the model's weights take in memory; None for a model with none here (API models)."""
+        if self.model is None:
+            return None
+        return sum(p.numel() * p.element_size() for p in self.model.parameters())
+
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        """Tokens ``texts`` make for this model's tokenizer, summed (0 for a model with no tokenizer here)."""
+        tokenizer = getattr(self.processor, "tokenizer", None)
+        if tokenizer is None or not texts:
+            return 0
+        return sum(len(ids) for ids in tokenizer(list(texts))["input_ids"])
+
     def image_batches(self, images: ImageLike | Sequence[ImageLike]):
         """Batches of taken-in images, decoded in threads one batch ahead of the caller, so a
         large folder is never held in memory at full resolution all at once."""
@@ -169,6 +210,33 @@ class VLModel:
 
     def take_images(self, images: ImageLike | Sequence[ImageLike]) -> list[LoadedImage]:
         return [load_image(s, allow_urls=self.allow_urls, max_pixels=self.max_pixels) for s in expand(images)]
+
+    def over_images(self, sources: Sequence[ImageLike], fn: Callable[[list], list],
+                    on_progress: Callable[[int], None] | None = None) -> tuple[list, list[ImageError]]:
+        """``fn`` over ``sources`` a few batches at a time, with bad images set aside: (results, errors).
+
+        Sources go to ``fn`` undecoded, so the model can decode ahead and at reduced scale. When a
+        chunk holds a bad image, that chunk is taken in here instead: the bad images are returned
+        as errors (each naming its input) and ``fn`` still runs on the good ones, in order.
+        ``on_progress(n)`` is told after each chunk how many sources it held.
+        """
+        from vlmzoo.engine.batching import chunks
+
+        results: list = []
+        errors: list[ImageError] = []
+        step = max(1, self.batch_size) * 4  # several batches per call: the model prefetches within it
+        for chunk in chunks(list(sources), step):
+            try:
+                results.extend(fn(list(chunk)))
+            except ImageError:
+                intake = load_images(list(chunk), allow_urls=self.allow_urls, max_pixels=self.max_pixels,
+                                     skip_bad=True)
+                errors.extend(intake.errors)
+                if intake.images:
+                    results.extend(fn(intake.images))
+            if on_progress is not None:
+                on_progress(len(chunk))
+        return results, errors
 
     # -- tasks: families override what they serve -------------------------------------------
 

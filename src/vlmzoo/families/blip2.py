@@ -34,10 +34,8 @@ class Blip2Model(PromptedModel):
         super().__init__(model=model, **kwargs)
 
     @classmethod
-    def from_pretrained(cls, path, **kwargs):
-        if ITM_ARCHITECTURE in (read_config(path).get("architectures") or []):
-            return Blip2MatchModel.from_pretrained(path, **kwargs)
-        return super().from_pretrained(path, **kwargs)
+    def class_for(cls, path):
+        return Blip2MatchModel if ITM_ARCHITECTURE in (read_config(path).get("architectures") or []) else cls
 
 
 class Blip2MatchModel(VLModel):

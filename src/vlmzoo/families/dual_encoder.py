@@ -14,7 +14,7 @@ import numpy as np
 
 from vlmzoo.engine.batching import chunks
 from vlmzoo.engine.prefetch import prefetched
-from vlmzoo.engine.preprocess import FastPrep
+from vlmzoo.engine.cpu.fast_prep import FastPrep
 from vlmzoo.errors import InputError
 from vlmzoo.families.base import VLModel, as_text_list, is_single
 from vlmzoo.images import expand, load_image
@@ -40,8 +40,8 @@ class DualEncoderModel(VLModel):
         self._label_cache: OrderedDict[tuple, object] = OrderedDict()
         self._fast_prep = FastPrep.for_processor(self.processor.image_processor)
         if self.model is not None:
-            from vlmzoo.engine.fused_mlp import fuse_mlp_activations
-            from vlmzoo.engine.fused_qkv import fuse_qkv_projections
+            from vlmzoo.engine.cpu.fused_mlp import fuse_mlp_activations
+            from vlmzoo.engine.cpu.fused_qkv import fuse_qkv_projections
 
             self.fused_mlps = fuse_mlp_activations(self.model)  # bf16 on CPU only
             self.fused_qkv = fuse_qkv_projections(self.model)  # the image tower's, bf16 on CPU only

@@ -33,7 +33,7 @@ class GenerativeModel(VLModel):
     # Decoder-only models return prompt + new tokens; encoder-decoders only the new ones.
     echoes_prompt: ClassVar[bool] = True
     model_class: ClassVar[str] = "AutoModelForImageTextToText"
-    # Decode through engine/lean_decode.py where the text decoder allows (False: always generate).
+    # Decode through engine/cpu/lean_decode.py where the text decoder allows (False: always generate).
     lean_decode: bool = True
     _lean = None  # LeanDecoder once built, False when the model's decoder is not one it serves
 
@@ -129,9 +129,8 @@ class GenerativeModel(VLModel):
         text = self.caption_prompt(prompt)
         results = []
         for batch in self.image_batches(images):
-            for im, a in zip(batch, self._generate([text] * len(batch), [[im] for im in batch], [""] * len(batch), opts)):
-                results.append(Caption(a.text, im.name, prompt, a.num_tokens, a.prompt_tokens,
-                                       a.seconds, a.ttft, a.tokens_per_s, a.finish_reason))
+            answers = self._generate([text] * len(batch), [[im] for im in batch], [""] * len(batch), opts)
+            results.extend(Caption.from_answer(a, prompt) for a in answers)
         return results[0] if is_single(images) else results
 
     def ground(self, images, phrase: str, **gen):
@@ -176,7 +175,7 @@ class GenerativeModel(VLModel):
         inputs = inputs if inputs is not None else self.encode(prompts, images)
         prompt_len = inputs["input_ids"].shape[1]
         self.check_prompt_length(prompt_len, opts.max_new_tokens if self.echoes_prompt else 0)
-        from vlmzoo.engine.lean_decode import lean_generate
+        from vlmzoo.engine.cpu.lean_decode import lean_generate
 
         lean = self._lean_decoder(opts)
         with torch.inference_mode():
@@ -214,7 +213,7 @@ class GenerativeModel(VLModel):
         if not self.lean_decode or opts.num_beams != 1 or opts.repetition_penalty is not None:
             return None
         if self._lean is None:
-            from vlmzoo.engine.lean_decode import LeanDecoder
+            from vlmzoo.engine.cpu.lean_decode import LeanDecoder
 
             self._lean = LeanDecoder(self.model) if self.echoes_prompt and LeanDecoder.supports(self.model) else False
         return self._lean or None

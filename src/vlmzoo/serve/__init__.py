@@ -1,8 +1,9 @@
 """``vlmzoo serve``: models loaded with vlmzoo behind the OpenAI API.
 
-``build_app`` loads the models and returns the ASGI app; ``run`` serves it with uvicorn. The
-modules: schemas (request and response bodies), intake (bodies to chats, limits), worker (one
-thread per model, dynamic batching), body_limit, errors (OpenAI-style 4xx), app (routes).
+``build_app`` wraps loaded models in the ASGI app; ``run`` serves it with uvicorn. The modules:
+schemas (request and response bodies), intake (bodies to chats, limits), worker (one thread per
+model, dynamic batching), body_limit, errors (OpenAI-style 4xx), served (what every route needs),
+routes/ (one module per route group), app (puts them together).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def parse_model_arg(arg: str) -> tuple[str, str]:
 def build_app(models: dict, *, limits: Limits | None = None, api_key: str | None = None, max_batch: int = 8,
               window: float = 0.01):
     """The app serving ``models`` (served id -> loaded model object)."""
-    from vlmzoo.serve.app import Served, create_app
+    from vlmzoo.serve.app import create_app
+    from vlmzoo.serve.served import Served
     from vlmzoo.serve.worker import ModelWorker
 
     workers = {}

@@ -1,9 +1,15 @@
-"""The metric registry: every metric a benchmark file may name.
+"""The metric registry: one table of every metric a benchmark file may name.
 
-A metric turns a run's predictions on a list of samples into per-sample rows (a score, or the
-sufficient statistics a corpus-level metric needs, such as BLEU's n-gram counts) and an
-aggregate over rows. Intervals and paired tests (``evaluation.stats``) resample those rows, so
-they work the same for every metric.
+A row says which tasks the metric scores, where its implementation lives (``module:name`` in
+this package, imported only when the metric is used), its kind, and what it measures:
+
+- ``mean``: the implementation gives one row per sample (``rows.per_sample`` makes that from a
+  per-sample function); the score is their mean.
+- ``binary``: the same, each row a 0/1 outcome, so paired comparisons also run McNemar's test.
+- ``corpus``: the implementation is a ``rows.Corpus``, its rows and its own aggregate.
+
+Adding a metric is one function in a metric module and one row here (CONTRIBUTING.md).
+Importing this module imports no implementation, so benchmark files validate cheaply.
 
 Predictions by task: ask and caption give text; classify gives labels ranked best first;
 ground gives the top box (or None); retrieve gives the image's embedding row index (the
@@ -12,88 +18,101 @@ retrieval metrics read the embeddings the runner stored).
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Callable
+from functools import lru_cache
+from typing import Callable, Literal
 
-import numpy as np
+Kind = Literal["mean", "binary", "corpus"]
 
-from vlmzoo.evaluation.metrics.text import anls, choice_accuracy, exact_match
-from vlmzoo.evaluation.metrics.vision import grounding_hit, mean_per_class_accuracy, topk_correct
-from vlmzoo.evaluation.metrics.vqa import vqa_accuracy
-from vlmzoo.evaluation.sample import Sample
-from vlmzoo.evaluation.stats import mean_of_first
+
+@dataclass(frozen=True)
+class MetricRow:
+    tasks: frozenset[str]
+    impl: str  # "module:name" within vlmzoo.evaluation.metrics
+    kind: Kind
+    description: str
+
+
+ASK, CAPTION, CLASSIFY, GROUND, RETRIEVE = (frozenset({t}) for t in ("ask", "caption", "classify", "ground",
+                                                                       "retrieve"))
+
+TABLE: dict[str, MetricRow] = {
+    "vqa_accuracy": MetricRow(ASK, "vqa:vqa_accuracy_rows", "mean",
+                              "official VQA v2 accuracy (min(#humans/3, 1), leave-one-out over the answers)"),
+    "exact_match": MetricRow(ASK | CAPTION, "text:exact_match_rows", "binary",
+                             "answer equals a reference (case and whitespace ignored)"),
+    "anls": MetricRow(ASK, "text:anls_rows", "mean", "average normalized Levenshtein similarity, threshold 0.5"),
+    "choice_accuracy": MetricRow(ASK, "text:choice_accuracy_rows", "binary",
+                                 "multiple choice: the option letter read from the answer is right"),
+    "top1": MetricRow(CLASSIFY, "vision:top1_rows", "binary", "zero-shot top-1 accuracy"),
+    "top5": MetricRow(CLASSIFY, "vision:top5_rows", "binary", "zero-shot top-5 accuracy"),
+    "mean_per_class": MetricRow(CLASSIFY, "vision:mean_per_class", "corpus",
+                                "top-1 accuracy per class, averaged over classes"),
+    "iou@0.5": MetricRow(GROUND, "vision:grounding_rows", "binary",
+                         "the top box overlaps the canonical box with IoU >= 0.5"),
+    **{f"bleu{n}": MetricRow(CAPTION, f"captions:bleu{n}", "corpus",
+                             f"corpus BLEU-{n} (coco-caption: closest reference length, PTB tokens)")
+       for n in range(1, 5)},
+    "meteor": MetricRow(CAPTION, "captions:meteor", "corpus",
+                        "METEOR 1.5 (official jar, -l en -norm), coco-caption's corpus score"),
+    "rouge_l": MetricRow(CAPTION, "captions:rouge_l_rows", "mean",
+                         "ROUGE-L F-measure, beta 1.2, mean over samples (coco-caption)"),
+    "cider": MetricRow(CAPTION, "captions:cider_rows", "mean",
+                       "CIDEr-D (sigma 6, clipped, x10), idf over the evaluated set's references"),
+    "spice": MetricRow(CAPTION, "captions:spice_rows", "mean",
+                       "SPICE 1.0 (official jar); unavailable without Stanford CoreNLP 3.6.0 models"),
+    **{f"recall@{k}_i2t": MetricRow(RETRIEVE, f"retrieval:i2t_at_{k}", "binary",
+                                    f"image -> text: one of the image's captions in the top {k}")
+       for k in (1, 5, 10)},
+    **{f"recall@{k}_t2i": MetricRow(RETRIEVE, f"retrieval:t2i_at_{k}", "corpus",
+                                    f"text -> image: the caption's image in the top {k}")
+       for k in (1, 5, 10)},
+}
 
 
 @dataclass(frozen=True)
 class Metric:
+    """A metric ready to score: rows from (predictions, samples), and the score from rows."""
+
     name: str
     tasks: frozenset[str]
-    rows: Callable[[list, list[Sample]], np.ndarray]  # (predictions, samples) -> (n, k) rows
-    aggregate: Callable[[np.ndarray], float] = mean_of_first
-    binary: bool = False  # rows are 0/1 outcomes: McNemar applies to paired comparisons
-    description: str = ""
+    rows: Callable
+    aggregate: Callable
+    binary: bool
+    description: str
 
 
-def per_sample(fn: Callable[[object, Sample], float]) -> Callable[[list, list[Sample]], np.ndarray]:
-    """Rows for a metric that scores each sample on its own."""
-
-    def rows(predictions: list, samples: list[Sample]) -> np.ndarray:
-        return np.array([[fn(p, s)] for p, s in zip(predictions, samples, strict=True)], dtype=float).reshape(-1, 1)
-
-    return rows
-
-
-def _class_rows(predictions: list, samples: list[Sample]) -> np.ndarray:
-    classes = sorted({s.label for s in samples})
-    index = {c: i for i, c in enumerate(classes)}
-    return np.array([[topk_correct(p, s.label, 1), index[s.label]] for p, s in zip(predictions, samples, strict=True)],
-                    dtype=float).reshape(-1, 2)
-
-
-def _mean_per_class(rows: np.ndarray) -> float:
-    return mean_per_class_accuracy(list(rows[:, 0]), [str(int(c)) for c in rows[:, 1]])
-
-
-METRICS: dict[str, Metric] = {}
-
-
-def register(metric: Metric) -> Metric:
-    if metric.name in METRICS:
-        raise ValueError(f"metric {metric.name!r} registered twice")
-    METRICS[metric.name] = metric
-    return metric
-
-
-ASK = frozenset({"ask"})
-for _metric in (
-    Metric("vqa_accuracy", ASK, per_sample(lambda p, s: vqa_accuracy(p, list(s.answers))),
-           description="official VQA v2 accuracy (min(#humans/3, 1), leave-one-out over the answers)"),
-    Metric("exact_match", frozenset({"ask", "caption"}), per_sample(lambda p, s: exact_match(p, list(s.answers))),
-           binary=True, description="answer equals a reference (case and whitespace ignored)"),
-    Metric("anls", ASK, per_sample(lambda p, s: anls(p, list(s.answers))),
-           description="average normalized Levenshtein similarity, threshold 0.5"),
-    Metric("choice_accuracy", ASK, per_sample(lambda p, s: choice_accuracy(p, list(s.options), s.answers[0])),
-           binary=True, description="multiple choice: the option letter read from the answer is right"),
-    Metric("top1", frozenset({"classify"}), per_sample(lambda p, s: topk_correct(p, s.label, 1)), binary=True,
-           description="zero-shot top-1 accuracy"),
-    Metric("top5", frozenset({"classify"}), per_sample(lambda p, s: topk_correct(p, s.label, 5)), binary=True,
-           description="zero-shot top-5 accuracy"),
-    Metric("mean_per_class", frozenset({"classify"}), _class_rows, _mean_per_class,
-           description="top-1 accuracy per class, averaged over classes"),
-    Metric("iou@0.5", frozenset({"ground"}), per_sample(lambda p, s: grounding_hit(p, s.box)), binary=True,
-           description="the top box overlaps the canonical box with IoU >= 0.5"),
-):
-    register(_metric)
-
-
+@lru_cache(maxsize=None)
 def get_metric(name: str) -> Metric:
-    _load_optional_groups()
-    if name not in METRICS:
-        raise KeyError(f"unknown metric {name!r}; known: {', '.join(sorted(METRICS))}")
-    return METRICS[name]
+    """The metric ``name``, its implementation imported now."""
+    row = TABLE.get(name)
+    if row is None:
+        raise KeyError(f"unknown metric {name!r}; known: {', '.join(sorted(TABLE))}")
+    module, attr = row.impl.split(":")
+    impl = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+    if row.kind == "corpus":
+        return Metric(name, row.tasks, impl.rows, impl.aggregate, False, row.description)
+    from vlmzoo.evaluation.stats import mean_of_first
+
+    return Metric(name, row.tasks, impl, mean_of_first, row.kind == "binary", row.description)
 
 
-def _load_optional_groups() -> None:
-    # caption and retrieval metrics register themselves on import (they pull in more machinery)
-    import vlmzoo.evaluation.metrics.captions  # noqa: F401
-    import vlmzoo.evaluation.metrics.retrieval  # noqa: F401
+class _Metrics(Mapping):
+    """Every metric by name, each imported when first looked up."""
+
+    def __getitem__(self, name: str) -> Metric:
+        try:
+            return get_metric(name)
+        except KeyError:
+            raise KeyError(name) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(TABLE)
+
+    def __len__(self) -> int:
+        return len(TABLE)
+
+
+METRICS: Mapping[str, Metric] = _Metrics()

@@ -22,16 +22,17 @@ from functools import lru_cache, partial
 import numpy as np
 
 from vlmzoo.errors import InputError, VlmzooError
-from vlmzoo.evaluation.metrics import METRICS, Metric, register
+from vlmzoo.evaluation.metrics import TABLE, get_metric
 from vlmzoo.evaluation.metrics import captions_jars as jars
+from vlmzoo.evaluation.metrics.rows import Corpus
 from vlmzoo.evaluation.metrics.captions_ngram import BLEU_COLUMNS, bleu_statistics, cider_d, corpus_bleu, rouge_l
 from vlmzoo.evaluation.sample import Sample
 
 __all__ = ["BLEU_COLUMNS", "CAPTION_METRICS", "MetricUnavailable", "coco_caption_scores", "meteor_aggregate",
            "tokenized"]
 
-CAPTION = frozenset({"caption"})
-CAPTION_METRICS = ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider", "spice")
+# the COCO caption metrics: those the registry implements in this module
+CAPTION_METRICS = tuple(name for name, row in TABLE.items() if row.impl.startswith("captions:"))
 
 
 class MetricUnavailable(VlmzooError):
@@ -79,12 +80,12 @@ def _bleu_rows(predictions: list, samples: list[Sample]) -> np.ndarray:
     return np.array(rows, dtype=float).reshape(-1, len(BLEU_COLUMNS))
 
 
-def _rouge_rows(predictions: list, samples: list[Sample]) -> np.ndarray:
+def rouge_l_rows(predictions: list, samples: list[Sample]) -> np.ndarray:
     candidates, references = _tokens(predictions, samples)
     return np.array([rouge_l(c, list(refs)) for c, refs in zip(candidates, references, strict=True)], dtype=float).reshape(-1, 1)
 
 
-def _cider_rows(predictions: list, samples: list[Sample]) -> np.ndarray:
+def cider_rows(predictions: list, samples: list[Sample]) -> np.ndarray:
     candidates, references = _tokens(predictions, samples)
     if not candidates:
         return np.zeros((0, 1))
@@ -114,7 +115,7 @@ def meteor_aggregate(rows: np.ndarray) -> float:
     return float(rows[:, 0].mean())
 
 
-def _spice_rows(predictions: list, samples: list[Sample]) -> np.ndarray:
+def spice_rows(predictions: list, samples: list[Sample]) -> np.ndarray:
     reason = jars.spice_unavailable_reason()
     if reason is not None:
         raise MetricUnavailable("spice", reason)
@@ -122,21 +123,9 @@ def _spice_rows(predictions: list, samples: list[Sample]) -> np.ndarray:
     return np.array(jars.spice(list(candidates), [list(r) for r in references]), dtype=float).reshape(-1, 1)
 
 
-def _register_all() -> None:
-    for n in range(1, 5):
-        register(Metric(f"bleu{n}", CAPTION, _bleu_rows, partial(corpus_bleu, order=n),
-                        description=f"corpus BLEU-{n} (coco-caption: closest reference length, PTB tokens)"))
-    register(Metric("meteor", CAPTION, _meteor_rows, meteor_aggregate,
-                    description="METEOR 1.5 (official jar, -l en -norm), coco-caption's corpus score"))
-    register(Metric("rouge_l", CAPTION, _rouge_rows,
-                    description="ROUGE-L F-measure, beta 1.2, mean over samples (coco-caption)"))
-    register(Metric("cider", CAPTION, _cider_rows,
-                    description="CIDEr-D (sigma 6, clipped, x10), idf over the evaluated set's references"))
-    register(Metric("spice", CAPTION, _spice_rows,
-                    description="SPICE 1.0 (official jar); unavailable without Stanford CoreNLP 3.6.0 models"))
+bleu1, bleu2, bleu3, bleu4 = (Corpus(_bleu_rows, partial(corpus_bleu, order=n)) for n in range(1, 5))
+meteor = Corpus(_meteor_rows, meteor_aggregate)
 
-
-_register_all()
 
 DEFAULT_METRICS = ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider")
 
@@ -154,4 +143,4 @@ def coco_caption_scores(predictions: list[str], references: list[list[str]],
     if not predictions:
         raise InputError("no captions to score")
     samples = [Sample(id=str(i), images=(), answers=tuple(refs)) for i, refs in enumerate(references)]
-    return {name: METRICS[name].aggregate(METRICS[name].rows(predictions, samples)) for name in metrics}
+    return {name: get_metric(name).aggregate(get_metric(name).rows(predictions, samples)) for name in metrics}

@@ -15,11 +15,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from vlmzoo.evaluation.metrics import Metric, register
+from vlmzoo.evaluation.metrics.rows import Corpus
 from vlmzoo.evaluation.sample import Sample
 
-KS = (1, 5, 10)
-RETRIEVE = frozenset({"retrieve"})
 
 
 def _matrices(predictions: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -76,8 +74,5 @@ def _weighted(rows: np.ndarray) -> float:
     return float(rows[:, 0].sum() / rows[:, 1].sum()) if rows[:, 1].sum() else 0.0
 
 
-for _k in KS:
-    register(Metric(f"recall@{_k}_i2t", RETRIEVE, _i2t_rows(_k), binary=True,
-                    description=f"image -> text: one of the image's captions in the top {_k}"))
-    register(Metric(f"recall@{_k}_t2i", RETRIEVE, _t2i_rows(_k), _weighted,
-                    description=f"text -> image: the caption's image in the top {_k}"))
+i2t_at_1, i2t_at_5, i2t_at_10 = (_i2t_rows(k) for k in (1, 5, 10))
+t2i_at_1, t2i_at_5, t2i_at_10 = (Corpus(_t2i_rows(k), _weighted) for k in (1, 5, 10))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import string
 
+from vlmzoo.evaluation.metrics.rows import per_sample
+
 
 def _squash(text: str) -> str:
     return " ".join(text.lower().split())
@@ -102,3 +104,18 @@ def choice_accuracy(output: str, options: list[str], answer: str) -> float:
             raise ValueError(f"answer {answer!r} is neither an option letter nor one of the options")
         target = matches[0]
     return float(extract_choice(output, options) == target)
+
+
+@per_sample
+def exact_match_rows(prediction, sample) -> float:
+    return exact_match(prediction, list(sample.answers))
+
+
+@per_sample
+def anls_rows(prediction, sample) -> float:
+    return anls(prediction, list(sample.answers))
+
+
+@per_sample
+def choice_accuracy_rows(prediction, sample) -> float:
+    return choice_accuracy(prediction, list(sample.options), sample.answers[0])

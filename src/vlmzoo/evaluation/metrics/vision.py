@@ -1,10 +1,12 @@
-"""Metrics over labels, rankings and boxes: zero-shot classification, retrieval, grounding."""
+"""Metrics over labels and boxes: zero-shot classification and grounding."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 
 import numpy as np
+
+from vlmzoo.evaluation.metrics.rows import Corpus, per_sample
 
 
 def topk_correct(ranked_labels: list[str], label: str, k: int) -> float:
@@ -22,19 +24,6 @@ def mean_per_class_accuracy(correct: list[float], labels: list[str]) -> float:
     return float(np.mean([np.mean(v) for v in per_class.values()]))
 
 
-def recall_at_k(similarity: np.ndarray, relevant: list[set[int]], k: int) -> list[float]:
-    """Per query: 1.0 if any relevant item is among the ``k`` most similar.
-
-    ``similarity``: (queries, items). ``relevant[q]``: item indices that count as hits for query q
-    (for image -> text with five captions per image, the five caption indices).
-    """
-    if similarity.shape[0] != len(relevant):
-        raise ValueError(f"{similarity.shape[0]} queries but {len(relevant)} relevance sets")
-    # a stable sort: ties keep item order, so results never depend on the platform's sort
-    order = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
-    return [float(any(int(i) in rel for i in row)) for row, rel in zip(order, relevant)]
-
-
 def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
     """Intersection over union of two (x0, y0, x1, y1) boxes in the same pixel frame."""
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
@@ -47,3 +36,33 @@ def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, floa
 def grounding_hit(predicted: tuple | None, target: tuple, threshold: float = 0.5) -> float:
     """RefCOCO-style accuracy for one expression: the top box's IoU with the canonical box >= 0.5."""
     return float(predicted is not None and iou(predicted, target) >= threshold)
+
+
+@per_sample
+def top1_rows(prediction, sample) -> float:
+    return topk_correct(prediction, sample.label, 1)
+
+
+@per_sample
+def top5_rows(prediction, sample) -> float:
+    return topk_correct(prediction, sample.label, 5)
+
+
+@per_sample
+def grounding_rows(prediction, sample) -> float:
+    return grounding_hit(prediction, sample.box)
+
+
+def _class_rows(predictions: list, samples: list) -> np.ndarray:
+    """Columns: top-1 correct, the sample's class as an index (classes sorted by name)."""
+    classes = sorted({s.label for s in samples})
+    index = {c: i for i, c in enumerate(classes)}
+    return np.array([[topk_correct(p, s.label, 1), index[s.label]] for p, s in zip(predictions, samples, strict=True)],
+                    dtype=float).reshape(-1, 2)
+
+
+def _mean_per_class(rows: np.ndarray) -> float:
+    return mean_per_class_accuracy(list(rows[:, 0]), [str(int(c)) for c in rows[:, 1]])
+
+
+mean_per_class = Corpus(_class_rows, _mean_per_class)

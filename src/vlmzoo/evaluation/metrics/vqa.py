@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import re
 
+from vlmzoo.evaluation.metrics.rows import per_sample
+
 _PUNCT = [";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!"]
 _COMMA_BETWEEN_DIGITS = re.compile(r"(\d)(,)(\d)")
 _PERIOD_NOT_BEFORE_DIGIT = re.compile(r"(?!<=\d)(\.)(?!\d)")  # the official pattern, lookahead quirk and all
@@ -90,3 +92,8 @@ def vqa_accuracy(prediction: str, answers: list[str]) -> float:
         matches = sum(1 for j, a in enumerate(refs) if j != left_out and a == pred)
         total += min(1.0, matches / 3)
     return total / len(refs)
+
+
+@per_sample
+def vqa_accuracy_rows(prediction, sample) -> float:
+    return vqa_accuracy(prediction, list(sample.answers))

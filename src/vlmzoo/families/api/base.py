@@ -1,10 +1,11 @@
 """API models: a provider's HTTP API behind the same task methods as local models.
 
-Everything providers share lives here, once: names (``openai:gpt-4o``, ``gemini:<model>``,
-``openai-compatible:<base-url>#<model>``), keys, requests as chats with images as data URIs,
-concurrency, one retry loop, timing, streaming, token and cost accounting. A provider module
-(openai_api.py, gemini_api.py) says only how a chat becomes its wire format, how its SDK sends
-it (plainly and streamed), and how its errors read.
+Everything providers share lives here, once: keys, requests as chats with images as data URIs,
+concurrency, timing, streaming, token and cost accounting (``usage``), and one retry loop
+(``retry``). A provider module (openai.py, gemini.py) says only how a chat becomes its wire
+format, how its SDK sends it (plainly and streamed), and how its errors read. What an API name
+can be (``openai:gpt-4o``, ``gemini:<model>``, ``openai-compatible:<base-url>#<model>``) is
+read by ``vlmzoo.names``.
 """
 
 from __future__ import annotations
@@ -12,62 +13,27 @@ from __future__ import annotations
 import base64
 import io
 import os
-import random
 import re
 import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from email.utils import parsedate_to_datetime
+from dataclasses import dataclass
 from typing import Callable, ClassVar, Iterator
 
 from vlmzoo.engine.batching import chunks
 from vlmzoo.engine.generation import GenerationOptions, TextStream, Timing, run_in_thread, trim_stop
-from vlmzoo.errors import APIError, InputError, MissingAPIKeyError, UnknownModelError, VlmzooError
+from vlmzoo.errors import APIError, InputError, MissingAPIKeyError, VlmzooError
 from vlmzoo.extras import require
+from vlmzoo.families.api import retry
+from vlmzoo.families.api.retry import Failure
+from vlmzoo.families.api.usage import Usage, UsageMeter
 from vlmzoo.families.base import VLModel, ask_requests, check_caption_prompt, check_stream, is_single
 from vlmzoo.images import expand, load_image
 from vlmzoo.tasks import Answer, AskRequest, Caption, ImagePart, Message
 
-# name prefix -> family in families.FAMILIES
-API_PREFIXES: dict[str, str] = {
-    "openai-compatible": "openai_compatible",
-    "openai": "openai",
-    "gemini": "gemini",
-}
-COMPATIBLE_FORM = "openai-compatible:<base-url>#<model>, e.g. openai-compatible:http://localhost:8000/v1#Qwen/Qwen2-VL-2B-Instruct"
-
-# Statuses worth another try: rate limits, the server's own trouble, and its request timeout.
-# Everything else (400 bad request, 401/403 key, 404 model) fails the same way every time.
-RETRYABLE_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
-MAX_RETRY_AFTER = 60.0  # seconds: a longer Retry-After is waited for only this long
-MAX_BACKOFF = 20.0
-
 REDACTED = "[redacted]"
 _KEY_IN_QUERY = re.compile(r"(?i)\b(key=)[^&\s\"']+")
-
-
-def parse_api_name(name: str) -> tuple[str, str, str | None] | None:
-    """(provider, model id, base URL or None) for an API name, None for any other name.
-
-    Raises UnknownModelError for an ``openai-compatible:`` name that is not of the form
-    ``openai-compatible:<http(s) base-url>#<model>``.
-    """
-    provider, sep, rest = name.partition(":")
-    if not sep or provider not in API_PREFIXES:
-        return None
-    if provider != "openai-compatible":
-        if not rest.strip():
-            raise UnknownModelError(f"{name!r} names no model; write {provider}:<model-id>")
-        return provider, rest.strip(), None
-    base_url, hash_, model = rest.rpartition("#")
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(base_url)
-    if not hash_ or not model.strip() or parts.scheme not in ("http", "https") or not parts.netloc:
-        raise UnknownModelError(f"cannot read {name!r}: expected {COMPATIBLE_FORM}")
-    return provider, model.strip(), base_url.rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -129,76 +95,6 @@ class Piece:
     finish_reason: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
-
-
-@dataclass(frozen=True)
-class Failure:
-    """A provider error, read by the provider module: status None means no HTTP response."""
-
-    status: int | None
-    message: str
-    retry_after: float | None = None
-
-
-@dataclass(frozen=True)
-class Usage:
-    """Running totals of a model object. ``requests`` counts answered requests; ``retries``
-    the extra attempts after a retryable failure. ``cost_usd`` is None as soon as one answered
-    request had no known price (never a made-up 0)."""
-
-    requests: int = 0
-    retries: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float | None = 0.0
-
-
-class UsageMeter:
-    """Thread-safe running totals (a batch runs in several threads)."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._usage = Usage()
-
-    def add_answer(self, prompt_tokens: int | None, completion_tokens: int | None, cost: float | None) -> None:
-        with self._lock:
-            u = self._usage
-            total = None if cost is None or u.cost_usd is None else u.cost_usd + cost
-            self._usage = replace(u, requests=u.requests + 1, prompt_tokens=u.prompt_tokens + (prompt_tokens or 0),
-                                  completion_tokens=u.completion_tokens + (completion_tokens or 0), cost_usd=total)
-
-    def add_retry(self) -> None:
-        with self._lock:
-            self._usage = replace(self._usage, retries=self._usage.retries + 1)
-
-    def snapshot(self) -> Usage:
-        with self._lock:
-            return self._usage
-
-
-def retry_after_seconds(headers) -> float | None:
-    """Seconds a response asks us to wait: ``retry-after-ms`` (OpenAI), or ``Retry-After`` as
-    seconds or an HTTP date. None when absent or unreadable."""
-    if headers is None:
-        return None
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(float(ms) / 1000, 0.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(when.timestamp() - time.time(), 0.0)
 
 
 def encode_image(source, *, allow_urls: bool, max_pixels: int | None) -> EncodedImage:
@@ -334,9 +230,7 @@ class APIModel(VLModel):
         opts = self._options(gen)
         instruction = prompt or self.caption_instruction
         requests = [AskRequest((Message("user", (ImagePart(src), instruction)),)) for src in expand(images)]
-        captions = [Caption(a.text, a.images[0], prompt, a.num_tokens, a.prompt_tokens, a.seconds, a.ttft,
-                            a.tokens_per_s, a.finish_reason, a.cost_usd)
-                    for a in self._answer_all(requests, opts)]
+        captions = [Caption.from_answer(a, prompt) for a in self._answer_all(requests, opts)]
         return captions[0] if is_single(images) else captions
 
     # -- machinery ------------------------------------------------------------------------------
@@ -425,39 +319,16 @@ class APIModel(VLModel):
                       tokens_per_s=tokens_per_s, finish_reason=reason, cost_usd=cost)
 
     def _with_retries(self, attempt: Callable, may_retry: Callable[[], bool] = lambda: True):
-        """``attempt()`` with retries on rate limits, server errors, timeouts and lost connections.
+        """``attempt()`` through the shared retry loop (``retry.with_retries``), holding one of
+        the ``max_concurrency`` slots per attempt."""
 
-        One loop for every provider, with each SDK's own retries turned off: both SDKs then
-        behave the same, tested here (backoff, Retry-After, the attempt count in the final
-        error), and nothing retries twice inside each other. Each attempt holds one of the
-        ``max_concurrency`` slots; waiting between attempts does not.
-        """
-        attempts = 0
-        while True:
-            attempts += 1
-            try:
-                with self._slots:
-                    return attempt()
-            except VlmzooError:
-                raise
-            except Exception as e:  # noqa: BLE001 - only provider errors are handled, the rest re-raised
-                failure = self.failure(e)
-                if failure is None:
-                    raise
-            retryable = failure.status is None or failure.status in RETRYABLE_STATUSES
-            if not retryable or attempts > self.max_retries or not may_retry():
-                # raised outside the except block: the SDK's exception (which may quote the key)
-                # is not chained to ours
-                raise APIError(self.name, self.redact(failure.message), status=failure.status,
-                               attempts=attempts, retryable=retryable)
-            self._meter.add_retry()
-            time.sleep(self._delay(attempts, failure.retry_after))
+        def give_up(failure: Failure, attempts: int) -> APIError:
+            return APIError(self.name, self.redact(failure.message), status=failure.status, attempts=attempts,
+                            retryable=failure.retryable)
 
-    def _delay(self, attempts: int, retry_after: float | None) -> float:
-        """The server's Retry-After (capped), else exponential backoff with jitter."""
-        if retry_after is not None:
-            return min(retry_after, MAX_RETRY_AFTER)
-        return min(self.backoff * 2 ** (attempts - 1), MAX_BACKOFF) * random.uniform(0.5, 1.0)
+        return retry.with_retries(attempt, read_failure=self.failure, max_retries=self.max_retries,
+                                  backoff=self.backoff, give_up=give_up, on_retry=self._meter.add_retry,
+                                  passthrough=VlmzooError, slots=self._slots, may_retry=may_retry)
 
     def redact(self, text: str) -> str:
         """``text`` with the API key (and any ``key=`` URL parameter) replaced."""

@@ -1,4 +1,4 @@
-// Decode-step kernels for bf16 on CPUs with AVX512-BF16, built by engine/decode_kernels.py.
+// Decode-step kernels for bf16 on CPUs with AVX512-BF16, built by engine/cpu/decode_kernels.py.
 //
 // gemv_bf16: y = x @ w.T (+ bias) for a few rows of activations, with VDPBF16PS dot products and
 // fp32 accumulation. A decode step multiplies one row (or a few) by every weight matrix once;

@@ -20,7 +20,7 @@ import pickle
 from collections.abc import Iterator
 from pathlib import Path
 
-from vlmzoo.evaluation.data_common import (
+from vlmzoo.evaluation.data.common import (
     DataError,
     DataSource,
     read_json,
@@ -58,7 +58,7 @@ def read_refs(path: Path, allow_pickle: bool) -> list:
             raise DataError(
                 f"{path} is a pickle, and unpickling can run code. Either set allow_pickle = true in the "
                 "benchmark's [data] table, or convert it once to JSON with "
-                "vlmzoo.evaluation.data_refcoco.refs_pickle_to_json and point data.path at the .json file")
+                "vlmzoo.evaluation.data.refcoco.refs_pickle_to_json and point data.path at the .json file")
         refs = _unpickle(path)
     else:
         refs = read_json(path, "refs file")

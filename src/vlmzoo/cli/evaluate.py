@@ -6,7 +6,7 @@ import json
 
 import click
 
-from vlmzoo.cli import _console, _fail, main
+from vlmzoo.cli.output import console, fail
 
 STORE_HELP = "results store (SQLite file); created if missing"
 
@@ -24,11 +24,11 @@ def _existing_store(store_path):
     from vlmzoo.evaluation.store import Store
 
     if not Path(store_path).is_file():
-        _fail(f"no results store at {store_path}; `vlmzoo eval --store {store_path}` creates one")
+        fail(f"no results store at {store_path}; `vlmzoo eval --store {store_path}` creates one")
     return Store(store_path)
 
 
-@main.command()
+@click.command()
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def benchmarks(as_json):
     """List the built-in benchmark definitions."""
@@ -46,10 +46,10 @@ def benchmarks(as_json):
         table.add_column(col, overflow="fold")
     for r in rows:
         table.add_row(r["name"], r["task"], ", ".join(r["metrics"]), r["data"])
-    _console().print(table)
+    console().print(table)
 
 
-@main.command("eval")
+@click.command("eval")
 @click.option("--models", "model_names", required=True, help="comma-separated model names, ids or folders")
 @click.option("--benchmark", required=True, help="a built-in benchmark name or a benchmark file (.toml)")
 @click.option("--data", default=None, help="where the benchmark's data lives (overrides the definition's path)")
@@ -73,10 +73,10 @@ def eval_(model_names, benchmark, data, limit, store_path, batch_size, dtype, de
     from vlmzoo.evaluation.store import Store
 
     if limit is not None and limit < 1:
-        _fail(f"--limit must be at least 1, got {limit}")
+        fail(f"--limit must be at least 1, got {limit}")
     names = [n.strip() for n in model_names.split(",") if n.strip()]
     if not names:
-        _fail("--models is empty")
+        fail("--models is empty")
     bench = load_benchmark(benchmark, data=data)
     opts = EvalOptions(limit=limit, batch_size=batch_size, dtype=dtype, device=device,
                        max_new_tokens=max_new_tokens, resamples=resamples)
@@ -86,13 +86,13 @@ def eval_(model_names, benchmark, data, limit, store_path, batch_size, dtype, de
             result = evaluate(name, bench, store, opts, progress=not as_json)
             results.append(result)
             if not as_json and result.resumed:
-                _console(stderr=True).print(f"{result.model}: {result.resumed} samples were already stored "
+                console(stderr=True).print(f"{result.model}: {result.resumed} samples were already stored "
                                             f"(run {result.run_id[:8]}), {result.predicted} predicted now")
         board = leaderboard(store, [store.run(r.run_id) for r in results], resamples=resamples)
         _print_board(board, as_json)
 
 
-@main.command()
+@click.command()
 @click.argument("runs", nargs=-1)
 @_store_option
 @click.option("--resamples", type=int, default=1000, show_default=True)
@@ -139,22 +139,22 @@ def _print_board(board, as_json: bool) -> None:
                       f"{e.samples_per_s:.2f}" if e.samples_per_s else "-",
                       f"{e.peak_rss_mb:.0f} MB" if e.peak_rss_mb else "-", *((_cost(e),) if api else ()),
                       e.run.run_id[:8])
-    console = _console()
-    console.print(table)
+    con = console()
+    con.print(table)
     for e in board.entries[:1]:
         for m, s in e.scores.items():
             if s.status != "ok":
-                console.print(f"[yellow]{m} unavailable:[/] {s.detail}", highlight=False)
+                con.print(f"[yellow]{m} unavailable:[/] {s.detail}", highlight=False)
     for metric, rows in board.tests.items():
         for leader, other, diff, p_mcnemar in rows:
             verdict = "a real gap" if diff.significant else "not a significant gap"
             extra = f", McNemar p={p_mcnemar:.3g}" if p_mcnemar is not None else ""
-            console.print(f"{metric}: {leader} - {other} = {diff.difference:+.4f} "
+            con.print(f"{metric}: {leader} - {other} = {diff.difference:+.4f} "
                           f"[{diff.low:+.4f}, {diff.high:+.4f}], paired bootstrap p={diff.p_value:.3g}{extra}: {verdict}",
                           highlight=False)
 
 
-@main.command()
+@click.command()
 @click.argument("runs", nargs=-1)
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
               help="the HTML file to write (its folder must exist)")

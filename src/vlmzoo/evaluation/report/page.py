@@ -16,15 +16,15 @@ from html import escape
 from pathlib import Path
 
 from vlmzoo.errors import InputError
-from vlmzoo.evaluation.report_charts import (
+from vlmzoo.evaluation.report.charts import (
     Bar,
     Point,
     bar_chart,
     fmt_count,
     scatter_chart,
 )
-from vlmzoo.evaluation.report_data import BenchmarkView, gather
-from vlmzoo.evaluation.report_gallery import GALLERY_CAP, gallery_html
+from vlmzoo.evaluation.report.data import BenchmarkView, gather
+from vlmzoo.evaluation.report.gallery import GALLERY_CAP, gallery_html
 from vlmzoo.evaluation.store import Run, Store
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"

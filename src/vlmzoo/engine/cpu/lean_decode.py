@@ -7,7 +7,7 @@ as transformers' layers, minus what a decode step does not need. Why it is faste
 - q/k/v and gate/up are each one matrix product (their weights become views of one fused
   tensor: no extra memory), so a layer makes 4 products instead of 7;
 - in bf16 on CPUs with AVX512-BF16, up to eight rows go through vlmzoo's kernels
-  (engine/decode_kernels.py): each layer is one call, and its matrix products stream weights
+  (engine/cpu/decode_kernels.py): each layer is one call, and its matrix products stream weights
   near memory bandwidth where torch's ``mv`` and one-row ``linear`` do not; elsewhere a single
   row goes through ``torch.mv``, faster than ``linear`` (docs/performance.md);
 - the KV cache is preallocated once per batch; no per-step mask or cache objects are built.
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from vlmzoo.engine.decode_kernels import kernels
+from vlmzoo.engine.cpu.decode_kernels import kernels
 from vlmzoo.engine.generation import GenerationOptions, Timing
 
 # Text decoders whose layers are pre-norm RMSNorm -> rotary GQA attention -> SwiGLU, with

@@ -2,7 +2,7 @@
 (vLLM, Ollama, llama.cpp server, ``vlmzoo serve``) as ``openai-compatible:<base-url>#<model>``.
 
 Only the wire format lives here: turns as chat messages with images as ``image_url`` data URIs,
-options as request fields, the SDK's replies and errors read back. The rest is families/api.py.
+options as request fields, the SDK's replies and errors read back. The rest is families/api/base.py.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from typing import ClassVar, Iterator
 
 from vlmzoo.engine.generation import GenerationOptions
 from vlmzoo.errors import InputError
-from vlmzoo.families.api import APIModel, EncodedImage, Failure, Piece, Reply, Turn, retry_after_seconds, sampling
+from vlmzoo.families.api.base import APIModel, EncodedImage, Piece, Reply, Turn, sampling
+from vlmzoo.families.api.retry import Failure, retry_after_seconds
 
 DETAILS = ("auto", "low", "high")
 

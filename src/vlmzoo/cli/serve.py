@@ -1,13 +1,13 @@
-"""``vlmzoo serve``: the OpenAI-compatible server."""
+"""``vlmzoo serve``: the OpenAI-compatible server (serve/ holds it; this is the command)."""
 
 from __future__ import annotations
 
 import click
 
-from vlmzoo.cli import _console, _fail, main
+from vlmzoo.cli.output import console, fail
 
 
-@main.command()
+@click.command()
 @click.option("--model", "model_args", multiple=True, required=True,
               help="model to serve (catalog id, hub id or folder); ID=NAME serves NAME as ID. Repeatable.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
@@ -40,29 +40,29 @@ def serve(model_args, host, port, api_key, allow_image_urls, max_batch, batch_wi
     from vlmzoo.serve import Limits, bind, build_app, parse_model_arg, run
 
     if max_batch < 1:
-        _fail(f"--max-batch must be at least 1, got {max_batch}")
+        fail(f"--max-batch must be at least 1, got {max_batch}")
     try:
         limits = Limits(max_body_bytes=int(max_body_mb * 2**20), max_images=max_images, max_pixels=max_pixels,
                         max_tokens=max_tokens, default_max_tokens=min(256, max_tokens),
                         allow_image_urls=allow_image_urls)
     except ValueError as e:
-        _fail(f"--max-tokens: {e}")
+        fail(f"--max-tokens: {e}")
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
-        _console(stderr=True).print(f"[yellow]warning:[/] listening on {host} with no API key: anyone who can "
+        console(stderr=True).print(f"[yellow]warning:[/] listening on {host} with no API key: anyone who can "
                                     "reach this address can use the models")
     models = {}
     for arg in model_args:
         served_as, name = parse_model_arg(arg)
         if served_as in models:
-            _fail(f"--model {arg}: the id {served_as!r} is served twice")
-        with _console(stderr=True).status(f"loading {name}"):
+            fail(f"--model {arg}: the id {served_as!r} is served twice")
+        with console(stderr=True).status(f"loading {name}"):
             models[served_as] = load(name, device=device, dtype=dtype, allow_urls=allow_image_urls,
                                      max_pixels=max_pixels)
     app = build_app(models, limits=limits, api_key=api_key, max_batch=max_batch, window=batch_window_ms / 1000)
     try:
         sock = bind(host, port)
     except OSError as e:
-        _fail(f"cannot listen on {host}:{port}: {e.strerror or e}")
+        fail(f"cannot listen on {host}:{port}: {e.strerror or e}")
     shown = f"[{host}]" if ":" in host else host
     # one line a script can wait for (tests and supervisors read the real port from it)
     click.echo(f"vlmzoo serve: listening on http://{shown}:{sock.getsockname()[1]}/v1 "

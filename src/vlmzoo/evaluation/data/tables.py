@@ -1,5 +1,5 @@
 """Tabular formats: a manifest (JSONL or CSV) next to a folder of images, local parquet files,
-and a Hugging Face dataset saved with ``save_to_disk``. Rows become samples via ``data_rows``.
+and a Hugging Face dataset saved with ``save_to_disk``. Rows become samples via ``rows``.
 
 A row without an id column gets its position in the data (0, 1, ...) as its id; that id
 changes if rows are reordered, so give real ids where you can.
@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from vlmzoo.evaluation.data_common import (
+from vlmzoo.evaluation.data.common import (
     DataError,
     DataSource,
     first,
     read_csv,
     read_jsonl,
 )
-from vlmzoo.evaluation.data_rows import column_map, row_to_sample
+from vlmzoo.evaluation.data.rows import column_map, row_to_sample
 from vlmzoo.evaluation.sample import Sample
 
 MANIFEST_NAMES = ("manifest.jsonl", "manifest.csv")

@@ -1,5 +1,5 @@
 """What the HTML report shows, read from the store: leaderboards, model sizes, per-category
-means and the samples where models disagree. No HTML here (that is report.py)."""
+means and the samples where models disagree. No HTML here (that is page.py)."""
 
 from __future__ import annotations
 

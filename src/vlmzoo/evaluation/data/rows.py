@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from vlmzoo.evaluation.data_common import DataError, materialise
+from vlmzoo.evaluation.data.common import DataError, materialise
 from vlmzoo.evaluation.sample import Sample
 
 FIELDS = ("id", "image", "question", "answers", "options", "label", "box", "category")

@@ -13,7 +13,7 @@ from functools import lru_cache
 from html import escape
 from pathlib import Path
 
-from vlmzoo.evaluation.report_data import BenchmarkView
+from vlmzoo.evaluation.report.data import BenchmarkView
 
 THUMBNAIL_PX = 160
 GALLERY_CAP = 24

@@ -1,11 +1,11 @@
 """Benchmark data: one loader per file layout, each turning a dataset as published into Samples.
 
-Formats and their modules:
-  manifest, parquet, hf_disk      data_tables (rows mapped to fields by data_rows)
-  coco_karpathy, flickr30k        data_captions
-  vqav2, textvqa                  data_vqa
-  imagefolder                     data_imagefolder
-  refcoco                         data_refcoco
+Formats and their modules (in this package):
+  manifest, parquet, hf_disk      tables (rows mapped to fields by rows)
+  coco_karpathy, flickr30k        captions
+  vqav2, textvqa                  vqa
+  imagefolder                     imagefolder
+  refcoco                         refcoco
 
 Whatever the format, ``load_samples`` checks what it yields before anyone scores it: every
 sample has an image, ids are unique, every image file exists. Loaders never fill in what a file
@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from itertools import islice
 
-from vlmzoo.evaluation.data_common import DataError, DataSource, first
+from vlmzoo.evaluation.data.common import DataError, DataSource, first
 from vlmzoo.evaluation.sample import Sample
 
 __all__ = ["FORMATS", "DataError", "DataSource", "load_samples"]
@@ -35,15 +35,15 @@ def _loader(module: str, name: str) -> Callable[[DataSource], Iterator[Sample]]:
 
 
 LOADERS: dict[str, Callable[[DataSource], Iterator[Sample]]] = {
-    "manifest": _loader("data_tables", "load_manifest"),
-    "hf_disk": _loader("data_tables", "load_hf_disk"),
-    "parquet": _loader("data_tables", "load_parquet"),
-    "coco_karpathy": _loader("data_captions", "load_coco_karpathy"),
-    "flickr30k": _loader("data_captions", "load_flickr30k"),
-    "vqav2": _loader("data_vqa", "load_vqav2"),
-    "textvqa": _loader("data_vqa", "load_textvqa"),
-    "imagefolder": _loader("data_imagefolder", "load_imagefolder"),
-    "refcoco": _loader("data_refcoco", "load_refcoco"),
+    "manifest": _loader("data.tables", "load_manifest"),
+    "hf_disk": _loader("data.tables", "load_hf_disk"),
+    "parquet": _loader("data.tables", "load_parquet"),
+    "coco_karpathy": _loader("data.captions", "load_coco_karpathy"),
+    "flickr30k": _loader("data.captions", "load_flickr30k"),
+    "vqav2": _loader("data.vqa", "load_vqav2"),
+    "textvqa": _loader("data.vqa", "load_textvqa"),
+    "imagefolder": _loader("data.imagefolder", "load_imagefolder"),
+    "refcoco": _loader("data.refcoco", "load_refcoco"),
 }
 FORMATS: tuple[str, ...] = tuple(LOADERS)
 

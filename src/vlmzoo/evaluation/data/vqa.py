@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from vlmzoo.evaluation.data_common import DataError, DataSource, first, read_json
+from vlmzoo.evaluation.data.common import DataError, DataSource, first, read_json
 from vlmzoo.evaluation.sample import Sample
 
 

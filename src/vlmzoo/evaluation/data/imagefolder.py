@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from vlmzoo.evaluation.data_common import (
+from vlmzoo.evaluation.data.common import (
     DataError,
     DataSource,
     first,

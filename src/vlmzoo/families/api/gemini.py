@@ -2,7 +2,7 @@
 
 Only the wire format lives here: turns as ``contents`` with images as ``inline_data`` parts and
 system turns as the system instruction, options as the generation config, replies and errors
-read back. The rest is families/api.py.
+read back. The rest is families/api/base.py.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
-from vlmzoo.families.api import APIModel, EncodedImage, Failure, Piece, Reply, Turn, retry_after_seconds, sampling
+from vlmzoo.families.api.base import APIModel, EncodedImage, Piece, Reply, Turn, sampling
+from vlmzoo.families.api.retry import Failure, retry_after_seconds
 
 _SECONDS = re.compile(r"^\s*([0-9]*\.?[0-9]+)s\s*$")
 
@@ -36,7 +37,7 @@ class GeminiModel(APIModel):
             # SDK's default "v1" lags behind it
             api_version="v1beta",
             timeout=int(self.timeout * 1000),  # milliseconds
-            retry_options=types.HttpRetryOptions(attempts=1),  # ours, in families/api.py
+            retry_options=types.HttpRetryOptions(attempts=1),  # ours, in families/api/retry.py
         )
         return genai.Client(vertexai=False, api_key=api_key, http_options=options)
 
