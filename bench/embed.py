@@ -176,7 +176,7 @@ def main() -> None:
         photos = write_photos(tmp / "photos", args.images)
         peaks = {torch.float32: gemm_peak(torch.float32)}
         if args.dtype == "bfloat16" or (args.dtype == "auto" and cpu_has_native_bf16()):
-            peaks[torch.bfloat16] = gemm_peak(torch.bfloat16)  # emulated bf16 would take minutes here
+            peaks[torch.bfloat16] = gemm_peak(torch.bfloat16)  # emulated bf16 is too slow to probe
         print(f"GEMM peak this run: {', '.join(f'{str(d)[6:]} {p:.0f}' for d, p in peaks.items())} GFLOP/s; "
               f"{args.images} JPEGs 1024x768, {len(LABELS)} labels, torch threads {torch.get_num_threads()}")
         for name, build, padding in (("clip-vit-b-32", build_clip, True), ("siglip-base", build_siglip, "max_length")):

@@ -2,7 +2,7 @@
 
 On CPU the default is float32 (exact parity with transformers), except for families whose
 embeddings are shown to survive bfloat16 (cosine >= 0.999, tested) on CPUs that compute bf16
-natively (AVX512-BF16 or AMX), where it runs about 3x faster. ``dtype="float32"`` restores
+natively (AVX512-BF16 or AMX), where it runs several times faster (docs/performance.md). ``dtype="float32"`` restores
 exact mode everywhere. A half-precision dtype asked for on a CPU that only emulates it is
 honoured, with a warning: there it is slower than float32, not faster.
 """
@@ -51,7 +51,7 @@ def cpu_has_native_fp16() -> bool:
 
 def _warn_if_emulated(dtype, device: str) -> None:
     """A half-precision dtype asked for on a CPU that only emulates it: say so, since it is slower,
-    not faster (an AVX2-only AMD EPYC: bf16 matmul 1.2 GFLOP/s, fp32 80-130; a bf16 linear 10)."""
+    not faster (figures for an AVX2-only CPU: docs/performance-history.md)."""
     import torch
 
     native = {torch.bfloat16: cpu_has_native_bf16, torch.float16: cpu_has_native_fp16}.get(dtype)

@@ -41,8 +41,8 @@ def _yield_to_the_model() -> None:
 
     On a CPU the model's own threads use every core; a preparing thread that takes a core
     from one of them stalls the others at their next barrier. At low priority the workers run in
-    the gaps and whenever the model waits for them: CLIP classification end to end went from
-    32-36 to 34-38 images/s on 2 cores (docs/performance.md)."""
+    the gaps and whenever the model waits for them, which speeds up classification end to end
+    (docs/performance-history.md)."""
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PREFETCH_NICENESS)
     except (AttributeError, OSError):  # not Linux, or not allowed: keep the default priority

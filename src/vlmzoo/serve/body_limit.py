@@ -1,14 +1,24 @@
 """Refuse request bodies over a size limit with a 413, before any handler parses them.
 
-A declared Content-Length over the limit is refused at once; a chunked body is read only up to
-the limit. The body read here is handed on to the app, so it is read from the socket once.
+A declared Content-Length over the limit is refused without reading the body into memory; a
+chunked body is kept only up to the limit. The body read here is handed on to the app, so it is
+read from the socket once.
+
+Before a 413 goes out, the rest of the refused body is read and dropped, up to ``DRAIN_BYTES``
+or ``DRAIN_SECONDS``: a client still sending when the server closes the connection would
+otherwise get a reset connection instead of the 413 (the "lingering close" web servers do).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from vlmzoo.serve.errors import error_body
+
+
+DRAIN_BYTES = 16 * 2**20
+DRAIN_SECONDS = 2.0
 
 
 class BodyLimit:
@@ -21,6 +31,7 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await _drain(receive)
             return await self._refuse(send, declared.decode("latin-1"))
         chunks, size = [], 0
         while True:
@@ -30,6 +41,8 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
+                if message.get("more_body", False):
+                    await _drain(receive)
                 return await self._refuse(send, f"more than {self.max_bytes}")
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -53,3 +66,20 @@ class BodyLimit:
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
                                 (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": payload})
+
+
+async def _drain(receive) -> None:
+    """Read and drop what is left of a refused body, within DRAIN_BYTES and DRAIN_SECONDS."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DRAIN_SECONDS
+    dropped = 0
+    while dropped < DRAIN_BYTES:
+        try:
+            message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+        except asyncio.TimeoutError:
+            return
+        if message["type"] == "http.disconnect":
+            return
+        dropped += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return

@@ -2,10 +2,9 @@
 
 glibc's malloc serves blocks above its mmap threshold (at most 32 MB) with a fresh mmap and
 unmaps them on free. A model's forward frees and reallocates activations of the same size op
-after op, so each new one is faulted in and zeroed page by page: a SmolVLM-256M-sized image tower
-on 17 tiles took 1.5 million page faults a call, its bf16 GELU (a 107 MB output) took 160 ms
-where the same op on reused memory is memory-bound, and the whole tower ran 12.4-13.7 s against 9.8-11.1 s
-with the settings below, same results bit for bit (docs/performance.md). torch's CPU allocator
+after op, so each new one is faulted in and zeroed page by page, and a large image tower runs
+measurably slower than with the settings below, with the same results bit for bit (figures:
+docs/performance.md and its history). torch's CPU allocator
 does not cache; the usual advice is to preload jemalloc or tcmalloc, which a library cannot do
 after the process has started. Two glibc settings do the same job: big blocks come from the
 heap (M_MMAP_MAX = 0) and the heap's free top is kept (M_TRIM_THRESHOLD at its maximum).

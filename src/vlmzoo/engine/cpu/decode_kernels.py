@@ -3,18 +3,17 @@ decode_kernels.cpp: ``gemv_bf16`` (a few activation rows times a weight) and
 ``decode_layer_bf16`` (one whole Llama-style layer for one new token per row).
 
 A decode step multiplies one activation row (or a few) by every weight matrix of the text
-decoder, so it is bound by how fast the weights stream from memory. On the CPUs measured,
-torch's bf16 ``mv`` reaches about 7-9 GB/s on a SmolVLM-256M-sized decoder's matrices and
-oneDNN's one-row ``linear`` about 6 GB/s, against 17-20 GB/s that a plain sum reads; the
-AVX512-BF16 loop here, which prefetches the next rows, reads 13-15 GB/s on the same matrices
-and about 17 GB/s on a Qwen2-VL-2B-sized decoder's. It accumulates in fp32 and rounds once to
+decoder, so it is bound by how fast the weights stream from memory. torch's bf16 ``mv`` and
+oneDNN's one-row ``linear`` read well below the machine's bandwidth on these shapes; the
+AVX512-BF16 loop here, which prefetches the next rows, gets much closer (figures:
+docs/performance-history.md, "Generation"). It accumulates in fp32 and rounds once to
 bf16, as ``linear`` does. The layer op exists because a small model's layer is ~55 torch ops
 whose dispatch costs as much as its matrix products; its bf16 roundings follow transformers'
 layer op by op (figures in docs/performance.md).
 
 They are built with torch's extension builder (a C++ compiler and ninja) into
 $XDG_CACHE_HOME/vlmzoo/kernels-<hash> the first time a bf16 model decodes on a CPU with
-AVX512-BF16, about 15-20 s once per machine and torch version, and checked against a float32
+AVX512-BF16, once per machine and torch version, and checked against a float32
 product before use. Where they cannot be built or run (another CPU, no compiler,
 ``VLMZOO_NATIVE_KERNELS=0``), decoding keeps torch's kernels and ``unavailable_reason()`` says
 why.
@@ -67,7 +66,7 @@ def _build():
     folder = cache_dir(f"kernels-{digest}")
     if folder is None:
         raise OSError("no writable cache folder for the compiled kernel")
-    log.info("building vlmzoo's bf16 decode kernels in %s (once per machine, about 15-20 s)", folder)
+    log.info("building vlmzoo's bf16 decode kernels in %s (once per machine and torch version)", folder)
     cpp_extension.load(name="vlmzoo_decode_kernels", sources=[str(SOURCE)], extra_cflags=CFLAGS,
                        extra_ldflags=["-fopenmp"], build_directory=str(folder), is_python_module=False)
     ops = torch.ops.vlmzoo_kernels

@@ -91,8 +91,8 @@ class FastPrep:
 
         ``approximate``: resize with torch's antialiased uint8 kernel where the processor uses
         PIL's bilinear or bicubic filter: the same filters; under 1% of values differ from PIL's,
-        by one level (rarely two, in bicubic), from rounding. About 3x faster here. Never in
-        exact mode."""
+        by one level (rarely two, in bicubic), from rounding. Faster than PIL's resize
+        (docs/performance-history.md). Never in exact mode."""
         if self.resize is not None:
             size = self.output_size(*image.size)
             if approximate and self.resample in TORCH_FILTERS and image.mode == "RGB" and size != image.size:

@@ -4,8 +4,8 @@ On the CPUs vlmzoo measures, a separate bf16 GELU (tanh form) over a ViT MLP's h
 costs almost as much as the matrix multiply before it: it is a memory pass over the widest
 tensor of the layer. oneDNN applies the activation while the GEMM result is still in cache
 (``torch.ops.mkldnn._linear_pointwise``, the op torch's own inductor uses for this fusion on
-CPU). SigLIP's and CLIP's image towers run 14-23% faster (docs/performance.md); embeddings keep
-cosine >= 0.9999 with the unfused bf16 model (tests/test_preprocess.py).
+CPU). SigLIP's and CLIP's image towers run measurably faster (docs/performance-history.md);
+embeddings keep cosine >= 0.9999 with the unfused bf16 model (tests/test_preprocess.py).
 
 Only exactly-known activations are fused: GELU with the tanh approximation, GELU with erf, and
 CLIP's quick_gelu, x * sigmoid(1.702 x). oneDNN has no quick_gelu, but it has silu, and

@@ -2,9 +2,9 @@
 
 CLIP's and SigLIP's attention modules project the hidden states three times, with three
 768x768 weights. One product with the three weights stacked (768 -> 2304) keeps the CPU's matrix
-units busier than three small ones: CLIP ViT-B/32's image tower ran about 10% faster here
-(docs/performance.md). The stacked weight is the storage; q_proj, k_proj and v_proj keep their
-weights as views into it, so no memory is added and the modules still look as before.
+units busier than three small ones (the gain as measured: docs/performance-history.md). The
+stacked weight is the storage; q_proj, k_proj and v_proj keep their weights as views into it,
+so no memory is added and the modules still look as before.
 
 Only the image tower is patched (it is where the time goes; text embeddings are cached per
 label set), only for attention classes whose forward is known to be exactly "three projections,

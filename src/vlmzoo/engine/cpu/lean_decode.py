@@ -33,8 +33,8 @@ from vlmzoo.engine.generation import GenerationOptions, Timing
 LEAN_TEXT_MODELS = {"llama", "mistral", "qwen2", "qwen2_vl_text", "qwen2_5_vl_text"}
 
 
-# Up to this many rows the AVX512-BF16 kernel beats oneDNN's linear (measured on SmolVLM-256M-
-# sized matrices: x2.3 at one row, x1.2 at eight, x0.8 at sixteen); more rows go to linear.
+# Up to this many rows the AVX512-BF16 kernel beats oneDNN's linear; more rows go to linear
+# (the crossover as measured: docs/performance-history.md, "Component figures").
 KERNEL_MAX_ROWS = 8
 
 
