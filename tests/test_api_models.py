@@ -388,6 +388,7 @@ def test_evaluate_an_api_model_then_rerun_from_the_store(openai_fake, tmp_path):
                                              "base_url": openai_fake.url + "/v1"}
         assert [p.raw for p in store.predictions(first.run_id)] == ["A cat sits on a mat."] * 3
         usage = run.resources["api_usage"]
+        assert run.resources["weight_bytes"] is None  # the provider holds the weights
         assert usage["requests"] == 3 and usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
         # gpt-4o-mini's card price: $0.15 per 1M input tokens, $0.60 per 1M output tokens
         assert usage["cost_usd"] == pytest.approx((usage["prompt_tokens"] * 0.15 + usage["completion_tokens"] * 0.60) / 1e6)

@@ -120,3 +120,22 @@ def test_filters():
     zh = catalog.list_models(language="zh")
     assert zh and all("zh" in c.languages for c in zh)
 
+
+
+def test_list_models_is_the_public_filter_and_reads_sizes():
+    import vlmzoo
+
+    assert [c.id for c in vlmzoo.list_models(max_params_b="500M")] == \
+        [c.id for c in catalog.list_models(max_params_b=0.5)]
+    assert all(c.params_b <= 0.5 for c in vlmzoo.list_models(max_params_b="500M"))
+    non_commercial = {c.id for c in catalog.list_models(license="non-commercial")}
+    assert {"moondream1", "qwen2.5-vl"} <= non_commercial and "qwen2-vl-2b" not in non_commercial
+
+
+def test_every_card_has_a_short_license_name():
+    allowed_words = {"proprietary", "non-commercial"}
+    for card in catalog.cards():
+        assert len(card.license_short) <= 24, card.id
+        assert card.license_short in allowed_words or card.license_short[0].isupper(), card.id
+    assert catalog.get("gpt-4o").card.license_short == "proprietary"
+    assert catalog.get("qwen2-vl-2b").card.license_short == "Apache-2.0"

@@ -50,6 +50,19 @@ def test_models_filters_and_formats(run):
     assert {"id", "license", "params_b", "token_limit", "training_data"} <= set(csv_rows[0])
 
 
+def test_models_piped_to_a_file_prints_whole_rows_with_short_licenses(tmp_path):
+    """Not a terminal: rich must not fold the table into 80 columns of one-letter cells."""
+    out = subprocess.run([*VLMZOO, "models"], capture_output=True, text=True, check=True,
+                         env={**os.environ, "COLUMNS": "80", "TERM": "dumb"}).stdout
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.startswith("│")}
+    assert set(rows) == {c.id for c in catalog.cards()}  # one line per model, the id whole
+    assert "│ vision-language bridge │" in rows["qwen2-vl-2b"] and "│ Apache-2.0 " in rows["qwen2-vl-2b"]
+    assert "│ non-commercial " in rows["moondream1"]
+    assert "Research use only" not in out  # the full text is for `vlmzoo show`
+    shown = subprocess.run([*VLMZOO, "show", "moondream1"], capture_output=True, text=True, check=True).stdout
+    assert "Research use only, commercial use not allowed" in shown
+
+
 def test_models_rejects_bad_filters(run):
     res = run("models", "--task", "dance")
     assert res.exit_code == 2 and "unknown task 'dance'" in res.output

@@ -135,3 +135,27 @@ def test_a_card_can_keep_its_model_in_float32(monkeypatch, mirror):
     strict = catalog.Entry(entry.card.model_copy(update={"cpu_dtype": "float32"}), entry.checkpoint)
     monkeypatch.setattr(catalog, "find", lambda name: strict if name == "clip-vit-b-32" else None)
     assert vlmzoo.load("clip-vit-b-32").dtype == torch.float32
+
+
+def test_one_resolver_says_what_a_name_is(tiny, tmp_path):
+    from vlmzoo.names import ApiName, CatalogName, FolderName, HubName, read_name
+
+    assert isinstance(read_name(tiny["clip"]), FolderName)
+    assert read_name("clip").entry.card.id == "clip-vit-b-32" and isinstance(read_name("clip"), CatalogName)
+    assert read_name("hf-hub:openai/clip-vit-base-patch32").entry.checkpoint.name == "clip-vit-b-32"
+    assert read_name("hf-hub:someone/model") == HubName("someone/model")
+    api = read_name("gpt4o")  # a catalog alias of an API model
+    assert isinstance(api, ApiName) and (api.provider, api.model, api.family) == ("openai", "gpt-4o", "openai")
+    compatible = read_name("openai-compatible:http://h:8000/v1#m")
+    assert (compatible.family, compatible.base_url, compatible.name) == ("openai_compatible", "http://h:8000/v1",
+                                                                         "openai-compatible:http://h:8000/v1#m")
+    with pytest.raises(UnknownModelError, match="no config.json"):
+        read_name(tmp_path)
+
+
+def test_weight_bytes_and_count_tokens_answer_without_reaching_inside(tiny):
+    model = vlmzoo.load(tiny["clip"], dtype="float32")
+    assert model.weight_bytes() == 4 * sum(p.numel() for p in model.model.parameters())
+    texts = ["a photo of a cat", "dog"]
+    assert model.count_tokens(texts) == sum(len(model.processor.tokenizer(t)["input_ids"]) for t in texts)
+    assert model.count_tokens([]) == 0

@@ -11,18 +11,6 @@ import numpy as np
 
 TASKS: tuple[str, ...] = ("caption", "ask", "classify", "embed", "match", "retrieve", "ground", "detect")
 
-TASK_HELP: dict[str, str] = {
-    "caption": "describe an image (optionally continuing a text prompt)",
-    "ask": "answer a question about one or more images",
-    "classify": "zero-shot classification against free-text labels",
-    "embed": "vectors for images and texts in one shared space",
-    "match": "image-text match scores",
-    "retrieve": "top-k texts for an image or images for a text",
-    "ground": "boxes for a phrase in an image",
-    "detect": "boxes for every object a model finds, labelled",
-}
-
-
 ROLES = ("system", "user", "assistant")
 
 

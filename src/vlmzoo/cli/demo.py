@@ -41,7 +41,10 @@ def demo(model_names):
         except UnknownModelError as e:
             con.print(f"[yellow]{name}: skipped[/], {e}", highlight=False)
             continue
-        con.rule(f"{name}")
+        if con.is_terminal:
+            con.rule(name)
+        else:  # a rule would span the whole (unbounded) width of a file
+            con.print(f"\n--- {name} ---", highlight=False)
         if "classify" in model.tasks:
             for r in model.classify([str(p) for p in photos], labels):
                 con.print(f"{Path(r.image).name:16} {r.label:18} {r.score:.3f} ({r.kind})")

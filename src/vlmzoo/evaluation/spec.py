@@ -287,12 +287,6 @@ class Benchmark(BaseModel):
     def extract_answer(self, output: str) -> str:
         return extract_answer(output, self.extract)
 
-    def metric_objects(self) -> list:
-        """The registry's Metric objects (imports the metric implementations)."""
-        from vlmzoo.evaluation.metrics import get_metric
-
-        return [get_metric(m) for m in self.metrics]
-
 
 def format_options(options) -> str:
     """"A. first\\nB. second" (the letters the choice metric reads back)."""

@@ -147,7 +147,3 @@ def model_types() -> list[str]:
 
 def for_api_prefix(prefix: str) -> Family | None:
     return next((f for f in families().values() if f.api_prefix == prefix), None)
-
-
-def api_prefixes() -> list[str]:
-    return [f.api_prefix for f in families().values() if f.api_prefix]

@@ -13,10 +13,9 @@ layer op by op (figures in docs/performance.md).
 
 They are built with torch's extension builder (a C++ compiler and ninja) into
 $XDG_CACHE_HOME/vlmzoo/kernels-<hash> the first time a bf16 model decodes on a CPU with
-AVX512-BF16, once per machine and torch version, and checked against a float32
-product before use. Where they cannot be built or run (another CPU, no compiler,
-``VLMZOO_NATIVE_KERNELS=0``), decoding keeps torch's kernels and ``unavailable_reason()`` says
-why.
+AVX512-BF16, once per machine and torch version, and checked against a float32 product before
+use. Where they cannot be built or run (another CPU, no compiler, ``VLMZOO_NATIVE_KERNELS=0``),
+decoding keeps torch's kernels and ``unavailable_reason()`` says why.
 """
 
 from __future__ import annotations
