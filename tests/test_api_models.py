@@ -5,6 +5,7 @@ and an evaluation run that a rerun answers from the store."""
 
 import base64
 import io
+import json
 import logging
 import sys
 import time
@@ -22,7 +23,8 @@ from vlmzoo.errors import APIError, InputError, MissingAPIKeyError, UnknownModel
 from vlmzoo.families.api import retry
 from vlmzoo.families.api.base import APIModel
 from vlmzoo.families.api.retry import retry_after_seconds
-from vlmzoo.names import parse_api_name
+from vlmzoo.loading import resolve
+from vlmzoo.names import parse_api_name, read_name
 
 OPENAI_KEY = "sk-test-0123456789abcdef"
 GEMINI_KEY = "AIza-test-fedcba9876543210"
@@ -429,3 +431,160 @@ def test_a_missing_sdk_names_the_extra_that_installs_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "openai", None)  # what Python does for a package not installed
     with pytest.raises(MissingDependencyError, match=r"pip install 'vlmzoo\[api\]'"):
         vlmzoo.load("openai:gpt-4o")
+
+
+# -- credentials inside an openai-compatible base URL ----------------------------------------------
+
+# (label, base URL after the host, the secret in it, the URL vlmzoo stores and shows)
+URL_FORMS = [
+    ("userinfo", "{user}:Pw-userinfo-5c1e@{host}/v1", "Pw-userinfo-5c1e", "{host}/v1"),
+    ("api_key", "{host}/v1?api_key=Tok-api-key-71b2", "Tok-api-key-71b2", "{host}/v1"),
+    ("key", "{host}/v1?key=Tok-key-0d93", "Tok-key-0d93", "{host}/v1"),
+    ("token", "{host}/v1?token=Tok-token-4a6f", "Tok-token-4a6f", "{host}/v1"),
+    ("access_token", "{host}/v1?access_token=Tok-access-88e0", "Tok-access-88e0", "{host}/v1"),
+    ("among others", "{host}/v1?lang=en&X-Api-Key=Tok-xapi-19cd&auth_token=Tok-auth-5e2a&v=2",
+     "Tok-xapi-19cd", "{host}/v1?lang=en&v=2"),
+    ("plain", "{host}/v1", None, "{host}/v1"),
+]
+URL_USER = "alice-3f9d"  # a user name in a URL is part of the credential: it must not be kept either
+URL_SECRETS = [secret for _, _, secret, _ in URL_FORMS if secret] + ["Tok-auth-5e2a", URL_USER]
+
+
+def _forms(fake):
+    host = fake.url.removeprefix("http://")
+    for label, url, secret, public in URL_FORMS:
+        yield (label, "http://" + url.format(user=URL_USER, host=host), secret,
+               "http://" + public.format(host=host))
+
+
+def test_public_url_strips_userinfo_and_credential_parameters():
+    from vlmzoo.urls import public_url
+
+    assert public_url("https://u:p@h.example:8443/v1?api_key=s&model=x#frag") == "https://h.example:8443/v1?model=x#frag"
+    for param in ("api_key", "apikey", "api-key", "key", "token", "access_token", "auth_token", "id_token",
+                  "password", "secret", "client_secret", "sig", "signature", "x-api-key", "Subscription-Key"):
+        assert public_url(f"https://h/v1?{param}=s3cr3t&n=1") == "https://h/v1?n=1", param
+    for plain in ("https://h/v1", "http://127.0.0.1:8000/v1/", "https://h/v1?model=x&monkeys=2&page=3"):
+        assert public_url(plain) == plain  # kept exactly as written: stored run ids do not move
+
+
+def test_credentials_in_a_base_url_are_used_but_never_shown(openai_fake, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY")
+    monkeypatch.delenv("OPENAI_BASE_URL")
+    for label, url, secret, public in _forms(openai_fake):
+        model = vlmzoo.load(f"openai-compatible:{url}#m")
+        shown = repr(model) + repr(model.target) + model.name + repr(read_name(f"openai-compatible:{url}#m"))
+        shown += repr(resolve(f"openai-compatible:{url}#m"))
+        assert f"via {public} " in repr(model) and model.name == f"openai-compatible:{public}#m", label
+        assert model.target.identity()["base_url"] == public, label
+        # the requests still carry the credential, where the URL put it
+        assert model.ask(_image(1), "q").text == "A cat sits on a mat.", label
+        sent = openai_fake.received[-1]
+        assert sent.path == "/v1/chat/completions", label
+        if label == "userinfo":
+            assert base64.b64decode(sent.headers["authorization"].removeprefix("Basic ")).decode() == \
+                f"{URL_USER}:{secret}"
+        elif secret is not None:
+            assert secret in sent.query, label
+        # a server that echoes the URL it was called on (and the model name) in its error
+        openai_fake.script.append(Fail(400, f"no such model at {url}#m (secret {secret})"))
+        with pytest.raises(APIError) as caught:
+            model.ask(_image(1), "q")
+        shown += "".join(traceback.format_exception(caught.value)) + repr(caught.value)
+        assert public in str(caught.value), label
+        assert not [s for s in URL_SECRETS if s in shown], (label, shown)
+
+
+def test_a_malformed_compatible_name_does_not_echo_its_credentials():
+    with pytest.raises(UnknownModelError, match="expected openai-compatible") as caught:
+        vlmzoo.load("openai-compatible:ftp://alice:Pw-ftp-77aa@h/v1?token=Tok-ftp-4411#m")
+    assert "Pw-ftp-77aa" not in str(caught.value) and "Tok-ftp-4411" not in str(caught.value)
+    with pytest.raises(UnknownModelError) as caught:  # not an API prefix at all: still not echoed
+        vlmzoo.load("openai-compat:https://alice:Pw-typo-2b2b@h/v1#m")
+    assert "Pw-typo-2b2b" not in str(caught.value)
+
+
+def _store_text(db) -> str:
+    """Everything in a store file, as text: the raw bytes and every row."""
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        dump = "\n".join(conn.iterdump())
+    return dump + db.read_bytes().decode("latin-1")
+
+
+def test_credentials_never_reach_the_store_compare_or_report(openai_fake, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from vlmzoo.cli import main
+    from vlmzoo.evaluation.runner import EvalOptions, evaluate
+    from vlmzoo.evaluation.spec import load_benchmark
+    from vlmzoo.evaluation.store import Store
+
+    monkeypatch.delenv("OPENAI_API_KEY")
+    monkeypatch.delenv("OPENAI_BASE_URL")
+    bench = load_benchmark("sample")
+    forms = list(_forms(openai_fake))
+    db = tmp_path / "r.db"
+    runs = {}
+    with Store(db) as store:
+        for label, url, secret, public in forms:
+            result = evaluate(f"openai-compatible:{url}#m", bench, store, EvalOptions(limit=2, resamples=20),
+                              progress=False)
+            run = store.run(result.run_id)
+            assert run.model == f"openai-compatible:{public}#m", label
+            assert run.config["model"] == run.model and run.config["checkpoint"]["base_url"] == public, label
+            runs[label] = result
+        # the rule: credentials are not part of a run's identity. The same server with another
+        # password or token, or none, is the same run (answered from the store, no request)...
+        ids = {label: r.run_id for label, r in runs.items()}
+        same = [label for label, _, _, public in forms if public == forms[-1][3]]
+        assert len({ids[label] for label in same}) == 1 and len(same) == 6
+        assert ids["among others"] != ids["plain"]  # ...other parameters are not credentials
+        assert [runs[label].predicted for label in same] == [2, 0, 0, 0, 0, 0]
+        other = evaluate(f"openai-compatible:{forms[0][1].replace('Pw-userinfo-5c1e', 'Another-pw-9')}#m", bench,
+                         store, EvalOptions(limit=2, resamples=20), progress=False)
+        assert other.run_id == ids["plain"] and other.predicted == 0
+    secrets = URL_SECRETS
+    text = _store_text(db)
+    assert not [s for s in secrets if s in text]
+    compare = CliRunner().invoke(main, ["compare", "sample", "--store", str(db), "--resamples", "20"])
+    as_json = CliRunner().invoke(main, ["compare", "sample", "--store", str(db), "--resamples", "20", "--json"])
+    out = tmp_path / "report.html"
+    report = CliRunner().invoke(main, ["report", "sample", "--store", str(db), "--resamples", "20", "--out", str(out)])
+    for res in (compare, as_json, report):
+        assert res.exit_code == 0, res.output
+    shown = compare.output + as_json.output + out.read_text(encoding="utf-8")
+    assert f"openai-compatible:{forms[-1][3]}#m" in shown
+    assert not [s for s in secrets if s in shown]
+
+
+def test_a_store_written_with_credentials_shows_none_of_them(tmp_path):
+    """A store from before credentials were stripped: compare and report still show none."""
+    from click.testing import CliRunner
+
+    from vlmzoo.cli import main
+    from vlmzoo.evaluation.store import Score, Store, StoredPrediction
+
+    db = tmp_path / "old.db"
+    name = "openai-compatible:https://bob:Pw-old-6d6d@gpu-1:8000/v1?api_key=Tok-old-3c3c#m"
+    with Store(db) as store:
+        store.db.execute("INSERT INTO runs (run_id, model, benchmark, config, created, samples) VALUES (?,?,?,?,?,?)",
+                         ("oldrun", name, "sample", json.dumps({"model": name, "task": "ask", "checkpoint": {
+                             "api": "openai-compatible", "model": "m",
+                             "base_url": "https://bob:Pw-old-6d6d@gpu-1:8000/v1?api_key=Tok-old-3c3c"}}), 1.0, 1))
+        store.db.commit()
+        store.add_predictions("oldrun", [StoredPrediction("s1", 0, "yes", "yes", 0.1, None,
+                                                          {"id": "s1", "answers": ["yes"] * 10})])
+        store.put_scores("oldrun", [Score("exact_match", 1.0, 1.0, 1.0, 1, "ok", None)], {"exact_match": {"s1": 1.0}})
+        store.mark_finished("oldrun")
+        run = store.run("oldrun")
+        assert run.model == "openai-compatible:https://gpu-1:8000/v1#m"
+        assert run.config["checkpoint"]["base_url"] == "https://gpu-1:8000/v1"
+        assert store.find_runs(name) == [run]  # the name as the user types it still finds the run
+    out = tmp_path / "old.html"
+    compare = CliRunner().invoke(main, ["compare", "--store", str(db), "--json"])
+    report = CliRunner().invoke(main, ["report", "--store", str(db), "--resamples", "20", "--out", str(out)])
+    assert compare.exit_code == 0 and report.exit_code == 0, compare.output + report.output
+    shown = compare.output + out.read_text(encoding="utf-8")
+    assert "gpu-1:8000/v1#m" in shown and "Pw-old-6d6d" not in shown and "Tok-old-3c3c" not in shown

@@ -124,6 +124,44 @@ def test_match_and_retrieve(clip, siglip, photos):
     assert sig.kind == "sigmoid" and ((sig.scores > 0) & (sig.scores < 1)).all()
 
 
+def test_labels_rank_by_logit_where_probabilities_round_to_a_tie():
+    from vlmzoo.families.dual_encoder import rank_labels
+
+    # sigmoid(17) and sigmoid(20) are both exactly 1.0 in float32: the logits still order them
+    logits = torch.tensor([[17.0, 20.0, 0.0, -1.0], [-1.0, 0.0, 20.0, 17.0]])
+    probs = logits.sigmoid()
+    assert probs[0, 0] == probs[0, 1] == 1.0
+    order, scores = rank_labels(logits.numpy(), probs.numpy(), 4)
+    assert order.tolist() == [[1, 0, 2, 3], [2, 3, 1, 0]]
+    np.testing.assert_allclose(scores, [[1.0, 1.0, 0.5, 1 / (1 + np.e)], [1.0, 1.0, 0.5, 1 / (1 + np.e)]], rtol=1e-6)
+    # softmax tails underflow to 0 in float32: e^-150 and e^-200 are both 0.0, -150 ranks first
+    logits = torch.tensor([[0.0, -200.0, -150.0]])
+    probs = logits.softmax(dim=-1)
+    order, scores = rank_labels(logits.numpy(), probs.numpy(), 2)
+    assert probs[0, 1] == probs[0, 2] == 0.0 and order.tolist() == [[0, 2]] and scores.tolist() == [[1.0, 0.0]]
+    # equal logits keep the labels' order
+    assert rank_labels(np.zeros((1, 3), np.float32), np.full((1, 3), 0.5, np.float32), 3)[0].tolist() == [[0, 1, 2]]
+
+
+def test_siglip_classify_ranks_saturated_labels_by_logit(siglip, photos, monkeypatch):
+    fixed = torch.tensor([17.0, 20.0, 0.0, -1.0])  # sigmoid: 1.0, 1.0, 0.5, 0.2689 in float32
+    monkeypatch.setattr(siglip, "logits", lambda image_feats, text_feats: fixed.expand(len(image_feats), -1))
+    for res in siglip.classify([str(p) for p in photos], LABELS):
+        assert res.labels == ("a rocket", "a cat", "a cup of coffee", "an astronaut")
+        assert res.scores == pytest.approx((1.0, 1.0, 0.5, 1 / (1 + np.e)), rel=1e-6)
+    top = siglip.classify(str(photos[0]), LABELS, top_k=1)
+    assert top.labels == ("a rocket",) and top.scores == (1.0,)
+
+
+def test_siglip_retrieve_ranks_saturated_matches_by_logit(siglip, photos, monkeypatch):
+    fixed = torch.tensor([17.0, 20.0, 0.0])  # sigmoid: 1.0, 1.0, 0.5 in float32
+    monkeypatch.setattr(siglip, "logits", lambda image_feats, text_feats: fixed.expand(len(image_feats), -1))
+    texts = ["first", "second", "third"]
+    hits = siglip.retrieve(images=[str(photos[0])], texts=texts, k=3, query="image")[0].hits
+    assert [h.item for h in hits] == ["second", "first", "third"]
+    assert [h.score for h in hits] == pytest.approx([1.0, 1.0, 0.5])
+
+
 def test_single_input_gives_single_result(clip, photos):
     one = clip.classify(str(photos[0]), ["cat", "dog"])
     many = clip.classify([str(photos[0])], ["cat", "dog"])

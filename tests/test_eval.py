@@ -219,3 +219,30 @@ def test_grounding_benchmark_runs_and_scores_boxes(tiny_chat, tmp_path):
                         for p in preds])
     assert len(preds) == 3 and score["value"] == pytest.approx(expected)
     assert all(p.raw is not None for p in preds)
+
+
+def test_two_processes_evaluating_the_same_run_into_one_store_both_finish(tiny, tmp_path):
+    """Two `vlmzoo eval` of one run on one store at once: both exit 0, each sample is stored once,
+    and both report the scores the store holds."""
+    toml = _many_samples_benchmark(tmp_path, copies=8)  # 80 samples
+    db = tmp_path / "shared.db"
+    cmd = [sys.executable, "-m", "vlmzoo", "eval", "--models", str(tiny["blip-vqa"]), "--benchmark", str(toml),
+           "--batch-size", "2", "--max-new-tokens", "3", "--resamples", "50", "--json", "--store", str(db)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+        assert "Traceback" not in err and "IntegrityError" not in err, err[-3000:]
+    boards = [json.loads(out[out.index("{"):]) for out, _ in outs]
+    (run_id,) = {b["entries"][0]["run_id"] for b in boards}
+    with Store(db) as store:
+        (run,) = store.runs()
+        assert run.run_id == run_id and run.finished is not None
+        preds = store.predictions(run_id)
+        assert len(preds) == 80 and len({p.sample_id for p in preds}) == 80
+        stored = {s.metric: {"value": s.value, "low": s.low, "high": s.high} for s in store.scores(run_id)}
+    for board in boards:
+        assert {m: {k: s[k] for k in ("value", "low", "high")} for m, s in board["entries"][0]["scores"].items()} \
+            == stored

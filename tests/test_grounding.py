@@ -83,6 +83,24 @@ def test_boxes_are_ordered_and_clamped():
     assert box.x0 == 0 and box.x1 == 100
 
 
+def test_inverted_corners_are_ordered_in_every_format():
+    # models do emit the bottom-right corner first; every parser builds through Box.from_fractions
+    (box,) = parse_qwen2_boxes("<|box_start|>(800,700),(100,200)<|box_end|>", (1000, 500))
+    # x: 800 and 100 thousandths of 1000; y: 700/1000*500 = 350 and 200/1000*500 = 100
+    assert (box.x0, box.y0, box.x1, box.y1) == _xyxy(Box(100, 100, 800, 350))
+    (box,) = parse_qwen25_boxes('{"bbox_2d": [224, 336, 112, 84]}', (1024, 768), (448, 336))
+    assert (box.x0, box.y0, box.x1, box.y1) == _xyxy(Box(256, 192, 512, 768))
+    (cat,) = parse_paligemma_boxes("<loc0768><loc0512><loc0256><loc0000> cat", (2048, 1024))
+    # y 768 and 256 of 1024 bins on 1024 rows; x 512 and 0 of 1024 bins on 2048 columns
+    assert (cat.x0, cat.y0, cat.x1, cat.y1) == _xyxy(Box(0, 256, 1024, 768)) and cat.label == "cat"
+    (cat,) = parse_florence2_boxes("cat<loc_500><loc_999><loc_100><loc_200>", (640, 480))
+    assert (cat.x0, cat.y0, cat.x1, cat.y1) == _xyxy(Box(64.32, 96.24, 320.32, 479.76))
+    # cell 863 (x 31, y 26) before cell 44 (x 12, y 1): the centres, as in the grounded caption test
+    (s,) = parse_kosmos2_boxes("<phrase>a snowman</phrase><object><patch_index_0863><patch_index_0044></object>",
+                               (640, 320))
+    assert (s.x0, s.y0, s.x1, s.y1) == _xyxy(Box(250, 15, 630, 265))
+
+
 def test_text_without_boxes_gives_none():
     assert parse_qwen2_boxes("I see no car.", (10, 10)) == []
     assert parse_paligemma_boxes("no objects", (10, 10)) == []

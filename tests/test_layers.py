@@ -27,8 +27,8 @@ LAYERS = {
     "vlmzoo.catalog": 3,
     "vlmzoo.families": 2,
     "vlmzoo.engine": 1,
-    **{f"vlmzoo.{m}": 0 for m in ("errors", "tasks", "images", "safe_fetch", "prompts", "cache_dir", "extras",
-                                  "draw", "samples")},
+    **{f"vlmzoo.{m}": 0 for m in ("errors", "tasks", "images", "safe_fetch", "urls", "prompts", "cache_dir",
+                                  "extras", "draw", "samples")},
 }
 
 

@@ -153,9 +153,18 @@ def test_one_resolver_says_what_a_name_is(tiny, tmp_path):
         read_name(tmp_path)
 
 
-def test_weight_bytes_and_count_tokens_answer_without_reaching_inside(tiny):
+def test_weight_bytes_and_text_tokens_answer_without_reaching_inside(tiny):
     model = vlmzoo.load(tiny["clip"], dtype="float32")
     assert model.weight_bytes() == 4 * sum(p.numel() for p in model.model.parameters())
-    texts = ["a photo of a cat", "dog"]
-    assert model.count_tokens(texts) == sum(len(model.processor.tokenizer(t)["input_ids"]) for t in texts)
-    assert model.count_tokens([]) == 0
+    texts = ["a photo of a cat", "dog", "word " * 500]  # the last is truncated to the text tower's 77 positions
+    tokenizer = model.processor.tokenizer
+    read = [min(len(tokenizer(t)["input_ids"]), tokenizer.model_max_length) for t in texts]
+    assert read[2] == tokenizer.model_max_length
+    assert model.embed_texts(texts).tokens == sum(read)
+    assert model.embed_images(_photo()).tokens is None
+
+
+def _photo():
+    from PIL import Image
+
+    return Image.new("RGB", (40, 30), (200, 10, 10))

@@ -371,4 +371,4 @@ def test_load_image_decodes_a_fetched_png_with_an_injected_fetcher(server):
 def test_load_image_redacts_credentials():
     with pytest.raises(ImageError) as e:
         load_image("https://alice:hunter2@example.com/cat.png", allow_urls=True)
-    assert "hunter2" not in str(e.value) and e.value.source == "https://***@example.com/cat.png"
+    assert "hunter2" not in str(e.value) and e.value.source == "https://example.com/cat.png"

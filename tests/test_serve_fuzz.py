@@ -84,24 +84,54 @@ def _image_uri(width: int, height: int, fmt: str) -> str:
     return f"data:image/{fmt.lower()};base64,{base64.b64encode(buf.getvalue()).decode()}"
 
 
-_images = st.builds(_image_uri, st.integers(1, 1200), st.integers(1, 40), st.sampled_from(["PNG", "JPEG", "GIF"]))
-_parts = st.lists(st.one_of(st.builds(lambda t: {"type": "text", "text": t}, st.text(min_size=1, max_size=40)),
+def _mostly(usual, rare, odds: int = 3):
+    """``usual``, and ``rare`` about once in ``odds + 1`` draws (so most bodies still reach the model)."""
+    return st.integers(0, odds).flatmap(lambda i: rare if i == 0 else usual)
+
+
+# ordinary sizes, and the extreme shapes a hostile client sends (1-pixel lines, huge aspect ratios)
+_shapes = _mostly(st.tuples(st.integers(1, 1200), st.integers(1, 40)),
+                  st.sampled_from([(1, 1), (1, 100_000), (100_000, 1), (3000, 1), (1, 201), (201, 1), (4000, 20)]))
+_images = st.builds(lambda shape, fmt: _image_uri(*shape, fmt if max(shape) <= 65_000 else "PNG"),  # JPEG's limit
+                    _shapes, st.sampled_from(["PNG", "JPEG", "GIF"]))
+# texts, now and then far longer than a tiny model's context (its character cap is 16,384)
+_texts = _mostly(st.text(min_size=1, max_size=40), st.integers(15_000, 40_000).map(lambda n: "word " * (n // 5)),
+                 odds=12)
+# numbers at and past the edges of what the sampling math takes, NaN and infinities (sent as
+# JSON's NaN/Infinity literals), and numbers sent as strings
+_extreme = st.sampled_from([0.0, 5e-324, 1e-46, 7e-46, 1e-30, 1e-5, 1.0, 2.0, 1e308, float("nan"), float("inf"),
+                            -float("inf"), -1.0, "0.5", "NaN", "1e400"])
+_parts = st.lists(st.one_of(st.builds(lambda t: {"type": "text", "text": t}, _texts),
                             st.builds(lambda u: {"type": "image_url", "image_url": {"url": u}}, _images)),
                   min_size=1, max_size=3)
 _chats = st.fixed_dictionaries(
     {"model": st.just("qwen"),
      "messages": st.lists(st.fixed_dictionaries({"role": st.sampled_from(["system", "user", "assistant"]),
-                                                 "content": st.one_of(st.text(min_size=1, max_size=40), _parts)}),
+                                                 "content": st.one_of(_texts, _parts)}),
                           min_size=1, max_size=3)},
-    optional={"max_tokens": st.integers(1, 6), "temperature": st.floats(0, 2), "top_p": st.floats(1e-9, 1),
-              "seed": st.integers(0, 2**63 - 1), "stop": st.lists(st.text(min_size=1, max_size=3), max_size=2),
+    optional={"max_tokens": _mostly(st.integers(1, 6), st.sampled_from([0, -1, 10**30, "5", 2.5])),
+              "temperature": _mostly(st.floats(0, 2), _extreme), "top_p": _mostly(st.floats(1e-9, 1), _extreme),
+              "seed": _mostly(st.integers(0, 2**63 - 1), st.sampled_from([-(2**63), 2**64, "7", 1.5])),
+              "stop": st.lists(st.text(min_size=1, max_size=3), max_size=2),
               "stream": st.booleans()})
+_embedding_inputs = st.one_of(
+    _texts, _texts, st.lists(st.one_of(_texts, st.builds(lambda u: {"type": "image_url", "image_url": {"url": u}}, _images)),
+                     min_size=1, max_size=3))
+
+
+def _post_raw(url: str, path: str, body: dict):
+    """POST ``body`` as JSON, NaN and infinities written as the literals Python's reader accepts."""
+    import json
+
+    import requests
+
+    return requests.post(f"{url}{path}", data=json.dumps(body, allow_nan=True),
+                         headers={"Content-Type": "application/json"}, timeout=60)
 
 
 def test_well_formed_chats_with_odd_images_and_options_get_no_server_error(api_schema):
-    """Bodies the schema accepts, aimed at the model: extreme aspect ratios, 1-pixel images,
-    several image formats, sampling options at their edges, streams."""
-    import requests
+    """Bodies aimed at the model: extreme aspect ratios, 1-pixel images, several image formats,
+    texts past the context, sampling options at and past their edges, streams."""
     from hypothesis import given
 
     url = api_schema.get_base_url().rstrip("/")
@@ -110,7 +140,7 @@ def test_well_formed_chats_with_odd_images_and_options_get_no_server_error(api_s
     @given(body=_chats)
     @settings(max_examples=EXAMPLES // 3, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     def check(body):
-        r = requests.post(f"{url}/v1/chat/completions", json=body, timeout=60)
+        r = _post_raw(url, "/v1/chat/completions", body)
         assert r.status_code < 500, (body, r.text[:500])
         if r.status_code >= 400:
             assert r.json()["error"]["message"]
@@ -118,6 +148,28 @@ def test_well_formed_chats_with_odd_images_and_options_get_no_server_error(api_s
             assert r.text.rstrip().endswith("data: [DONE]")
         else:
             assert r.json()["choices"][0]["message"]["role"] == "assistant"
+        answered.append(r.status_code == 200)
+
+    check()
+    assert sum(answered) >= len(answered) // 4, f"only {sum(answered)} of {len(answered)} bodies reached the model"
+
+
+def test_embeddings_of_odd_images_and_long_texts_get_no_server_error(api_schema):
+    """The dual encoder's route with the same extreme shapes and long texts."""
+    from hypothesis import given
+
+    url = api_schema.get_base_url().rstrip("/")
+    answered = []
+
+    @given(inputs=_embedding_inputs, encoding=st.sampled_from(["float", "base64"]))
+    @settings(max_examples=EXAMPLES // 3, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    def check(inputs, encoding):
+        r = _post_raw(url, "/v1/embeddings", {"model": "clip", "input": inputs, "encoding_format": encoding})
+        assert r.status_code < 500, (str(inputs)[:300], r.text[:500])
+        if r.status_code >= 400:
+            assert r.json()["error"]["message"]
+        else:
+            assert len(r.json()["data"]) == (1 if isinstance(inputs, str) else len(inputs))
         answered.append(r.status_code == 200)
 
     check()

@@ -16,13 +16,17 @@ def test_batches_are_atomic_and_samples_unique(tmp_path):
     with Store(tmp_path / "r.db") as store:
         store.open_run("run1", "m", "b", {"k": 1}, 4)
         store.add_predictions("run1", [_p("a", 0), _p("b", 1)])
+        broken = StoredPrediction("d", 3, "x", "x", None, None, {"id": "d"})  # no seconds: a row the table refuses
         with pytest.raises(sqlite3.IntegrityError):
-            store.add_predictions("run1", [_p("c", 2), _p("a", 0)])  # "a" again: the whole batch is refused
+            store.add_predictions("run1", [_p("c", 2), broken])  # the whole batch is refused, "c" included
         assert store.done_ids("run1") == {"a", "b"}
-        assert [p.sample_id for p in store.predictions("run1")] == ["a", "b"]
+        # a sample already stored (another process of the same run got there first) counts as
+        # stored: the rest of the batch goes in, the stored row is kept as it was
+        store.add_predictions("run1", [_p("c", 2), _p("a", 0, "other")])
+        assert [(p.sample_id, p.prediction) for p in store.predictions("run1")] == [("a", "x"), ("b", "x"), ("c", "x")]
         # opening the same run again keeps it (resume), it does not reset it
         store.open_run("run1", "m", "b", {"k": 1}, 4)
-        assert store.done_ids("run1") == {"a", "b"}
+        assert store.done_ids("run1") == {"a", "b", "c"}
 
 
 def test_scores_are_replaced_on_rescoring(tmp_path):
@@ -54,7 +58,7 @@ def test_bad_store_paths_are_named(tmp_path):
         Store(tmp_path)
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(VlmzooError, match="not a vlmzoo results store"):
+    with pytest.raises(VlmzooError, match="not a SQLite database"):
         Store(junk)
     with Store(tmp_path / "r.db") as store, pytest.raises(VlmzooError, match="no run"):
         store.run("nope")

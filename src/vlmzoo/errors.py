@@ -58,5 +58,10 @@ class APIError(VlmzooError, RuntimeError):
         super().__init__(text)
 
 
+class StoreError(VlmzooError):
+    """The results store cannot be used: not a SQLite file, damaged, read-only, unreadable, a
+    folder, or held by another process too long; the message names the file and what to do."""
+
+
 class MissingDependencyError(VlmzooError, ImportError):
     """An optional package a feature needs is not installed; the message names the extra."""

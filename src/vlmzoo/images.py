@@ -4,6 +4,11 @@ Accepts a file path, a directory (recursive, sorted), an http(s) URL (only when 
 then fetched by vlmzoo.safe_fetch: public addresses only, size and time limits), raw bytes,
 base64 or a data URI, a PIL image, or a numpy array. Returns RGB PIL images with EXIF orientation
 applied, and refuses what is broken or too big with an error naming the input.
+
+Only raster formats users send are ever decoded (``FORMATS``): a client's PostScript must never
+reach Pillow's Ghostscript plugin. Before pixels are decoded, the image's shape is checked: its
+pixel count, its aspect ratio, and for a model's preprocessing that resizes by the shortest edge,
+the size that resize would make (a 1x100000 PNG of 475 bytes would become 224x22,400,000).
 """
 
 from __future__ import annotations
@@ -29,11 +34,23 @@ ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray, "LoadedImage
 
 # 50 megapixels: a 8000x6000 camera photo passes, a decompression bomb does not.
 DEFAULT_MAX_PIXELS = int(os.environ.get("VLMZOO_MAX_PIXELS", 50_000_000))
+# Longer side over shorter side: panoramas and receipts pass, a 1-pixel line does not (Qwen2-VL's
+# own processor draws the line at 200 too).
+MAX_ASPECT_RATIO = 200
+# What a model's resize may make of one image: 16 MP is 192 MiB as float32 RGB.
+MAX_RESIZED_PIXELS = 16_000_000
+# The raster formats Pillow may decode here (Pillow's names; JPEG covers the MPO files phones write).
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "PPM", "AVIF")
+PATH_MAX = 4096  # a longer string is never a file name: it is data (base64) or nothing
 MAX_DOWNLOAD_BYTES = 50 * 1024 * 1024
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".jfif"}
 )
 _BASE64_RE = re.compile(r"^[A-Za-z0-9+/=\s_-]+$")
+
+
+class PixelLimitError(ImageError):
+    """The image holds more pixels than the limit it was taken in under."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +79,7 @@ def expand(sources: ImageLike | Iterable[ImageLike]) -> list[ImageLike]:
         raise InputError(f"expected an image or a list of images, got {type(sources).__name__}")
     out: list[ImageLike] = []
     for src in sources:
-        if isinstance(src, (str, os.PathLike)) and Path(src).is_dir():
+        if is_folder(src):
             found = sorted(
                 p for p in Path(src).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
             )
@@ -76,11 +93,30 @@ def expand(sources: ImageLike | Iterable[ImageLike]) -> list[ImageLike]:
     return out
 
 
+def is_folder(src) -> bool:
+    """``src`` names an existing folder. Never raises: a data URI, base64 or a string too long
+    for a file name is simply not one."""
+    if not isinstance(src, (str, os.PathLike)):
+        return False
+    text = os.fspath(src)
+    if len(text) > PATH_MAX or text.startswith("data:"):
+        return False
+    try:
+        return Path(text).is_dir()
+    except OSError:
+        return False
+
+
 def load_image(
     src: ImageLike, *, allow_urls: bool = False, max_pixels: int | None = None,
     draft: tuple[int, int] | None = None, fetch: Callable[[str], bytes] | None = None,
+    resize=None,
 ) -> LoadedImage:
     """Take in one image. Raises ImageError naming the input on any problem.
+
+    ``resize``: the resize rule of the model the image is for (its processor's ``size``), so
+    that an image its preprocessing would blow up is refused here, before any resizing. An
+    image already taken in (a LoadedImage) is checked against it again.
 
     With ``allow_urls`` an http(s) URL is fetched by ``fetch`` (url -> bytes, raising ImageError),
     by default ``safe_fetch.fetch`` with its public-addresses-only policy and MAX_DOWNLOAD_BYTES.
@@ -89,38 +125,47 @@ def load_image(
     ``draft`` (w, h): a JPEG may be decoded at a reduced scale as long as both sides stay at
     least this large (PIL's draft mode); faster, not bit-identical to a full decode.
     """
-    if isinstance(src, LoadedImage):
-        return src
     max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    if isinstance(src, LoadedImage):
+        check_shape(*src.image.size, src.name, max_pixels, resize)
+        return src
     name = describe(src)
+    shape = (max_pixels, resize)
     if isinstance(src, Image.Image):
-        return LoadedImage(_normalise(src, name, max_pixels), name)
+        return LoadedImage(_normalise(src, name, *shape), name)
     if isinstance(src, np.ndarray):
-        return LoadedImage(_from_array(src, name, max_pixels), name)
+        img = _from_array(src, name, max_pixels)
+        check_shape(img.width, img.height, name, *shape)
+        return LoadedImage(img, name)
     if isinstance(src, (bytes, bytearray, memoryview)):
-        return LoadedImage(_decode(bytes(src), name, max_pixels, draft), name)
+        return LoadedImage(_decode(bytes(src), name, *shape, draft), name)
     if isinstance(src, os.PathLike):
         src = os.fspath(src)
     if not isinstance(src, str):
         raise ImageError(name, f"unsupported image type {type(src).__name__}")
     if src.startswith("data:"):
-        return LoadedImage(_decode(_from_data_uri(src, name), name, max_pixels, draft), name)
+        return LoadedImage(_decode(_from_data_uri(src, name), name, *shape, draft), name)
     if src[:8].lower().startswith(("http://", "https://")):
+        name = safe_fetch.redact(name)  # never a password or a signed URL's token in a name or an error
         if not allow_urls:
             raise ImageError(name, "image URLs are off; pass allow_urls=True (CLI: --allow-urls)")
-        name = safe_fetch.redact(name)
-        return LoadedImage(_decode(_download(src, fetch), name, max_pixels, draft), name)
-    path = Path(src)
-    if path.is_file():
-        return LoadedImage(_open_file(path, name, max_pixels, draft), name)
-    if path.is_dir():
-        raise ImageError(name, "is a directory; pass it in a list or use expand() to walk it")
+        return LoadedImage(_decode(_download(src, fetch), name, *shape, draft), name)
+    if len(src) <= PATH_MAX:
+        path = Path(src)
+        try:
+            if path.is_file():
+                return LoadedImage(_open_file(path, name, *shape, draft), name)
+            if path.is_dir():
+                raise ImageError(name, "is a directory; pass it in a list or use expand() to walk it")
+        except OSError as e:  # e.g. a name too long for this file system: not a file, maybe data
+            if len(src) <= 64 or not _BASE64_RE.match(src):
+                raise ImageError(name, f"cannot be read ({e.strerror or e})") from None
     if len(src) > 64 and _BASE64_RE.match(src):
         try:
             data = base64.b64decode(src, validate=False)
         except (binascii.Error, ValueError) as e:
             raise ImageError(name, f"not valid base64 ({e})") from None
-        return LoadedImage(_decode(data, name, max_pixels, draft), name)
+        return LoadedImage(_decode(data, name, *shape, draft), name)
     raise ImageError(name, "no such file (and not a URL, data URI or base64 image)")
 
 
@@ -130,12 +175,13 @@ def load_images(
     allow_urls: bool = False,
     max_pixels: int | None = None,
     skip_bad: bool = False,
+    resize=None,
 ) -> Intake:
     """Take in many images. With ``skip_bad`` a bad one is reported and skipped, not raised."""
     images, errors = [], []
     for src in expand(sources):
         try:
-            images.append(load_image(src, allow_urls=allow_urls, max_pixels=max_pixels))
+            images.append(load_image(src, allow_urls=allow_urls, max_pixels=max_pixels, resize=resize))
         except ImageError as e:
             if not skip_bad:
                 raise
@@ -161,39 +207,76 @@ def describe(src) -> str:
     return f"<{type(src).__name__}>"
 
 
-def _open_file(path: Path, name: str, max_pixels: int, draft=None) -> Image.Image:
-    if path.stat().st_size == 0:
-        raise ImageError(name, "empty file")
-    with open(path, "rb") as f:
-        return _decode(f.read(), name, max_pixels, draft)
+def _open_file(path: Path, name: str, max_pixels: int, resize, draft=None) -> Image.Image:
+    try:
+        if path.stat().st_size == 0:
+            raise ImageError(name, "empty file")
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:  # unreadable: permissions, a vanished file, an I/O error
+        raise ImageError(name, f"cannot be read ({e.strerror or e})") from None
+    return _decode(data, name, max_pixels, resize, draft)
 
 
-def _decode(data: bytes, name: str, max_pixels: int, draft=None) -> Image.Image:
+def _decode(data: bytes, name: str, max_pixels: int, resize=None, draft=None) -> Image.Image:
     if not data:
         raise ImageError(name, "empty image data")
     try:
         with warnings.catch_warnings():
             # We apply our own pixel limit below; PIL's warning would only be noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(io.BytesIO(data), formats=FORMATS)
     except UnidentifiedImageError:
-        raise ImageError(name, "not an image (format not recognised)") from None
+        raise ImageError(name, f"not an image in a format vlmzoo reads ({', '.join(FORMATS)})") from None
     except Image.DecompressionBombError as e:
         raise ImageError(name, f"refused as a decompression bomb ({e})") from None
     except OSError as e:
         raise ImageError(name, f"cannot be read: {e}") from None
-    if draft is not None and img.format == "JPEG" and img.width * img.height <= max_pixels:
+    check_shape(img.width, img.height, name, max_pixels, resize)  # from the header, nothing decoded yet
+    if draft is not None and img.format == "JPEG":
         img.draft(None, draft)  # DCT-domain downscale: decode only the pixels the model needs
-    return _normalise(img, name, max_pixels)
+    return _normalise(img, name, max_pixels, resize)
 
 
-def _normalise(img: Image.Image, name: str, max_pixels: int) -> Image.Image:
-    """First frame, pixel limit, full decode, EXIF orientation, RGB."""
-    pixels = img.width * img.height
-    if pixels > max_pixels:
-        raise ImageError(
-            name, f"{img.width}x{img.height} = {pixels:,} pixels is over the limit of {max_pixels:,}"
-        )
+def check_shape(width: int, height: int, name: str, max_pixels: int | None, resize=None) -> None:
+    """Refuse an image too big, too elongated, or that ``resize`` (a processor's size rule)
+    would make too big, before any of its pixels are decoded or resized."""
+    pixels = width * height
+    if max_pixels is not None and pixels > max_pixels:
+        raise PixelLimitError(name, f"{width}x{height} = {pixels:,} pixels is over the limit of {max_pixels:,}")
+    if min(width, height) < 1:
+        raise ImageError(name, f"{width}x{height} has no pixels")
+    ratio = max(width, height) / min(width, height)
+    if ratio > MAX_ASPECT_RATIO:
+        raise ImageError(name, f"{width}x{height} has an aspect ratio of {ratio:,.0f}:1, over the limit of "
+                               f"{MAX_ASPECT_RATIO}:1")
+    resized = resized_size(resize, width, height)
+    if resized is not None and resized[0] * resized[1] > MAX_RESIZED_PIXELS:
+        raise ImageError(name, f"{width}x{height} would be resized to {resized[0]}x{resized[1]} by the model's "
+                               f"preprocessing, over the limit of {MAX_RESIZED_PIXELS:,} pixels")
+
+
+def resized_size(rule, width: int, height: int) -> tuple[int, int] | None:
+    """The (width, height) a transformers image processor's ``size`` rule resizes an image to,
+    where that grows with the image's aspect ratio (a resize by the shortest edge alone); None
+    where the rule bounds the size itself (a fixed size, a longest edge, a pixel budget)."""
+    shortest = _rule_value(rule, "shortest_edge")
+    if shortest is None or any(_rule_value(rule, k) is not None for k in ("longest_edge", "height", "width",
+                                                                           "max_pixels")):
+        return None
+    scale = shortest / min(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _rule_value(rule, key: str):
+    if rule is None:
+        return None
+    return rule.get(key) if isinstance(rule, dict) else getattr(rule, key, None)
+
+
+def _normalise(img: Image.Image, name: str, max_pixels: int, resize=None) -> Image.Image:
+    """First frame, shape limits, full decode, EXIF orientation, RGB."""
+    check_shape(img.width, img.height, name, max_pixels, resize)
     if getattr(img, "is_animated", False):
         img.seek(0)  # animated GIF/WebP/APNG: the first frame stands for the image
     try:

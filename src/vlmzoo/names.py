@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from vlmzoo import catalog, families
 from vlmzoo.errors import UnknownModelError
+from vlmzoo.urls import public_text, public_url
 
 HUB_PREFIX = "hf-hub:"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
@@ -40,8 +41,23 @@ class ApiName:
 
     @property
     def name(self) -> str:
-        """What the model is called in results: the catalog's spelling when it has a card."""
-        return self.entry.checkpoint.name if self.entry else self.given
+        """What the model is called in results: the catalog's spelling when it has a card, else
+        the name as written without the credentials its base URL may hold (``public_name``)."""
+        return self.entry.checkpoint.name if self.entry else public_name(self.given)
+
+    def __repr__(self) -> str:  # the name as written may hold credentials: never shown
+        return f"ApiName({self.name!r}, provider={self.provider!r}, model={self.model!r}, family={self.family!r})"
+
+
+def public_name(name: str) -> str:
+    """A model name as vlmzoo stores and shows it: an ``openai-compatible:<base-url>#<model>``
+    name with its base URL made public (no ``user:password@``, no ``?api_key=`` and the like;
+    see ``urls.public_url``). Any other name comes back as given."""
+    prefix, sep, rest = name.partition(":")
+    base_url, hash_, model = rest.rpartition("#")
+    if prefix == "openai-compatible" and hash_:
+        return f"{prefix}{sep}{public_url(base_url)}{hash_}{model}"
+    return public_text(name)
 
 
 @dataclass(frozen=True)
@@ -83,7 +99,8 @@ def read_name(name: str | os.PathLike) -> ModelName:
         return CatalogName(entry)
     if _HUB_ID.match(bare):
         return HubName(bare)
-    raise UnknownModelError(f"unknown model {text!r}: not a folder, catalog name or hub id." + catalog.suggestion(text))
+    raise UnknownModelError(f"unknown model {public_name(text)!r}: not a folder, catalog name or hub id."
+                            + catalog.suggestion(text))
 
 
 def parse_api_name(name: str) -> tuple[str, str, str | None] | None:
@@ -102,7 +119,7 @@ def parse_api_name(name: str) -> tuple[str, str, str | None] | None:
     base_url, hash_, model = rest.rpartition("#")
     parts = urlsplit(base_url)
     if not hash_ or not model.strip() or parts.scheme not in ("http", "https") or not parts.netloc:
-        raise UnknownModelError(f"cannot read {name!r}: expected {COMPATIBLE_FORM}")
+        raise UnknownModelError(f"cannot read {public_name(name)!r}: expected {COMPATIBLE_FORM}")
     return prefix, model.strip(), base_url.rstrip("/")
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, urljoin, urlsplit
 
 from vlmzoo.errors import ImageError
+from vlmzoo.urls import public_url
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -160,13 +161,9 @@ def fetch(
 
 
 def redact(url: str) -> str:
-    """The URL with any user:password@ replaced, fit for error messages and logs."""
-    scheme, sep, rest = url.partition("://")
-    end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
-    authority = rest[:end]
-    if sep and "@" in authority:
-        return f"{scheme}://***@{authority.rpartition('@')[2]}{rest[end:]}"
-    return url
+    """The URL fit for error messages and logs: no user:password@, no credential parameters
+    (a presigned URL's signature included; ``urls.public_url``)."""
+    return public_url(url)
 
 
 @dataclass(frozen=True)

@@ -192,6 +192,7 @@ class Embeddings:
     vectors: np.ndarray  # (n, dim) float32
     inputs: tuple[str, ...]  # image names or the texts
     modality: str  # "image" or "text"
+    tokens: int | None = None  # texts: the tokens the text tower read (after truncation)
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -215,6 +216,13 @@ class MatchScores:
     images: tuple[str, ...]
     texts: tuple[str, ...]
     kind: str
+    # the logits behind probability scores: they order pairs as the scores do, without the ties
+    # float32 makes where a sigmoid or softmax saturates (None: the scores order themselves)
+    logits: np.ndarray | None = None
+
+    def ranking(self) -> np.ndarray:
+        """What retrieval ranks by: the logits where there are any, else the scores."""
+        return self.scores if self.logits is None else self.logits
 
     def to_dicts(self) -> list[dict]:
         return [

@@ -99,8 +99,8 @@ def catalog_table(cards, wide: bool = False):
 @click.option("--json", "as_json", is_flag=True, help="print the card as JSON")
 def show(model_id, as_json):
     """Print one model card."""
-    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     from vlmzoo import catalog
 
@@ -120,14 +120,13 @@ def show(model_id, as_json):
         elif key == "params_b":
             value = _fmt_params(value)
         source = card.sources.get(key, "")
-        table.add_row(key, f"{value}" + (f"\n[dim]source: {source}[/]" if source else ""))
+        table.add_row(key, Text.assemble(str(value), (f"\nsource: {source}" if source else "", "dim")))
     for ck in card.checkpoints:
         tasks = ",".join(ck.tasks) if ck.tasks else ",".join(card.tasks)
         price = (f" ${ck.price.input_per_1m:g} / ${ck.price.output_per_1m:g} per 1M input / output tokens "
                  f"(read {ck.price.read_on}, {ck.price.source})" if ck.price else "")
         params = f" {_fmt_params(ck.params_b)}" if ck.params_b else ""
-        # escaped: rich would read "[caption,ask]" as markup and drop it
-        table.add_row("checkpoint", escape(f"{ck.name}: {ck.hub_id or '(API)'} [{tasks}]{params}{price}"))
+        table.add_row("checkpoint", f"{ck.name}: {ck.hub_id or '(API)'} [{tasks}]{params}{price}")
     for corr in card.corrections:
         table.add_row("correction", f"{corr.field}: seed said {corr.seed!r}, correct is {corr.corrected!r}. {corr.why}")
     console().print(table)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from vlmzoo.cli.catalog import catalog_table
-from vlmzoo.cli.output import console
+from vlmzoo.cli.output import console, styled
 
 DEMO_MODELS = (("clip-vit-b-32", "classify"), ("blip-base", "caption"))
 
@@ -35,11 +35,12 @@ def demo(model_names):
 
             model = load(name)
         except HubUnreachableError:
-            con.print(f"[yellow]{name}: skipped[/], weights not available here (hub unreachable, no local "
-                      f"copy in the HF cache or $VLMZOO_MODELS_DIR)", highlight=False)
+            con.print(styled(f"{name}: skipped", "yellow", ", weights not available here (hub unreachable, no "
+                                                           "local copy in the HF cache or $VLMZOO_MODELS_DIR)"),
+                      highlight=False)
             continue
         except UnknownModelError as e:
-            con.print(f"[yellow]{name}: skipped[/], {e}", highlight=False)
+            con.print(styled(f"{name}: skipped", "yellow", f", {e}"), highlight=False)
             continue
         if con.is_terminal:
             con.rule(name)

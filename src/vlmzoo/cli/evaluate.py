@@ -6,7 +6,7 @@ import json
 
 import click
 
-from vlmzoo.cli.output import console, fail
+from vlmzoo.cli.output import console, fail, styled
 
 STORE_HELP = "results store (SQLite file); created if missing"
 
@@ -23,9 +23,10 @@ def _existing_store(store_path):
 
     from vlmzoo.evaluation.store import Store
 
-    if not Path(store_path).is_file():
+    path = Path(store_path).expanduser()
+    if not path.exists():
         fail(f"no results store at {store_path}; `vlmzoo eval --store {store_path}` creates one")
-    return Store(store_path)
+    return Store(path)  # a folder or a file that is no store: Store says which, in one line
 
 
 @click.command()
@@ -144,7 +145,7 @@ def _print_board(board, as_json: bool) -> None:
     for e in board.entries[:1]:
         for m, s in e.scores.items():
             if s.status != "ok":
-                con.print(f"[yellow]{m} unavailable:[/] {s.detail}", highlight=False)
+                con.print(styled(f"{m} unavailable:", "yellow", f" {s.detail}"), highlight=False)
     for metric, rows in board.tests.items():
         for leader, other, diff, p_mcnemar in rows:
             verdict = "a real gap" if diff.significant else "not a significant gap"

@@ -13,10 +13,19 @@ import click
 
 
 def console(stderr: bool = False):
+    """Rich's console with markup off: file names, captions and errors are printed as they are
+    ("[/bold]" in a path is text, never a style); vlmzoo's own styling goes through ``styled``."""
     from rich.console import Console
 
     # never fold a file path or an error in two; piped into a file, rows are never wrapped
-    return Console(stderr=stderr, soft_wrap=True, width=None if _is_terminal(stderr) else WIDE)
+    return Console(stderr=stderr, soft_wrap=True, markup=False, width=None if _is_terminal(stderr) else WIDE)
+
+
+def styled(label: str, style: str, rest: str = ""):
+    """``label`` in ``style``, then ``rest`` as plain text."""
+    from rich.text import Text
+
+    return Text.assemble((label, style), rest)
 
 
 WIDE = 100_000  # columns when the output is not a terminal: each table row stays on one line
@@ -28,7 +37,7 @@ def _is_terminal(stderr: bool) -> bool:
 
 
 def fail(message: str, code: int = 2):
-    console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    console(stderr=True).print(styled("error:", "bold red", f" {message}"), highlight=False)
     sys.exit(code)
 
 
@@ -74,7 +83,7 @@ def finish(errors) -> None:
     if not errors:
         return
     con = console(stderr=True)
-    con.print(f"[bold red]{len(errors)} image(s) skipped:[/]")
+    con.print(styled(f"{len(errors)} image(s) skipped:", "bold red"))
     for e in errors:
         con.print(f"  {e}", highlight=False)
     sys.exit(1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from vlmzoo.cli.output import console, fail
+from vlmzoo.cli.output import console, fail, styled
 
 
 @click.command()
@@ -22,12 +22,14 @@ from vlmzoo.cli.output import console, fail
 @click.option("--max-tokens", type=int, default=2048, show_default=True, help="cap on new tokens per completion")
 @click.option("--max-images", type=int, default=8, show_default=True, help="images per request")
 @click.option("--max-pixels", type=int, default=16_000_000, show_default=True, help="pixels per image")
+@click.option("--max-request-pixels", type=int, default=32_000_000, show_default=True,
+              help="pixels of all images of one request together")
 @click.option("--max-body-mb", type=float, default=32.0, show_default=True, help="request body size")
 @click.option("--dtype", default=None, help="float32, bfloat16 or float16 (default: the model's CPU choice)")
 @click.option("--device", default=None, help="cpu or cuda (default: cuda if present)")
 @click.option("--log-level", default="info", show_default=True)
 def serve(model_args, host, port, api_key, allow_image_urls, max_batch, batch_window_ms, max_tokens, max_images,
-          max_pixels, max_body_mb, dtype, device, log_level):
+          max_pixels, max_request_pixels, max_body_mb, dtype, device, log_level):
     """Serve models over the OpenAI API: /v1/chat/completions, /v1/embeddings, /v1/models.
 
     Any OpenAI client works: base_url=http://HOST:PORT/v1. Interactive API docs at /docs.
@@ -43,13 +45,14 @@ def serve(model_args, host, port, api_key, allow_image_urls, max_batch, batch_wi
         fail(f"--max-batch must be at least 1, got {max_batch}")
     try:
         limits = Limits(max_body_bytes=int(max_body_mb * 2**20), max_images=max_images, max_pixels=max_pixels,
+                        max_request_pixels=max_request_pixels,
                         max_tokens=max_tokens, default_max_tokens=min(256, max_tokens),
                         allow_image_urls=allow_image_urls)
     except ValueError as e:
-        fail(f"--max-tokens: {e}")
+        fail(f"server limits: {e}")
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
-        console(stderr=True).print(f"[yellow]warning:[/] listening on {host} with no API key: anyone who can "
-                                    "reach this address can use the models")
+        console(stderr=True).print(styled("warning:", "yellow", f" listening on {host} with no API key: anyone "
+                                          "who can reach this address can use the models"))
     models = {}
     for arg in model_args:
         served_as, name = parse_model_arg(arg)

@@ -7,6 +7,7 @@ the streaming iterator.
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -16,6 +17,13 @@ from vlmzoo.errors import InputError
 
 DEFAULT_MAX_NEW_TOKENS = 64
 MAX_NEW_TOKENS_LIMIT = 8192
+# Below this a temperature is greedy decoding (dividing logits by ~0 would overflow to NaN).
+MIN_TEMPERATURE = 1e-5
+MAX_TEMPERATURE = 100.0  # far past uniform sampling already
+# float32 holds top_p; below its smallest normal value it rounds towards 0 and masks every token.
+MIN_TOP_P = 1e-30
+MAX_BEAMS = 32  # each beam is a whole extra sequence of memory and compute
+MIN_REPETITION_PENALTY, MAX_REPETITION_PENALTY = 1e-3, 1e3
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,8 @@ class GenerationOptions:
     num_beams: int = 1
     repetition_penalty: float | None = None
     min_new_tokens: int | None = None
+    # set from another thread to stop generating at the next token (a server whose client left)
+    cancel: threading.Event | None = field(default=None, compare=False)
 
     @classmethod
     def from_kwargs(cls, gen: dict, default_max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> "GenerationOptions":
@@ -44,26 +54,45 @@ class GenerationOptions:
         if isinstance(gen.get("stop"), str):
             gen["stop"] = (gen["stop"],)
         if gen.get("stop") is not None:
+            if not isinstance(gen["stop"], (list, tuple)):
+                raise InputError(f"stop must be a string or a list of strings, got {type(gen['stop']).__name__}")
             gen["stop"] = tuple(gen["stop"])
         else:
             gen.pop("stop", None)
+        temperature = gen.get("temperature")
+        if _is_number(temperature) and 0 < temperature < MIN_TEMPERATURE:
+            gen["temperature"] = 0.0  # dividing logits by ~0 overflows: this close to 0 is greedy
         opts = cls(**gen)
         opts.validate()
         return opts
 
     def validate(self) -> None:
-        if not isinstance(self.max_new_tokens, int) or not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
-            raise InputError(f"max_new_tokens must be an integer from 1 to {MAX_NEW_TOKENS_LIMIT}, got {self.max_new_tokens!r}")
-        if self.temperature is not None and self.temperature < 0:
-            raise InputError(f"temperature must be >= 0, got {self.temperature}")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise InputError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.top_k is not None and self.top_k < 1:
-            raise InputError(f"top_k must be >= 1, got {self.top_k}")
-        if self.num_beams < 1:
-            raise InputError(f"num_beams must be >= 1, got {self.num_beams}")
+        """Every option within the range the generation math takes, so no value reaches torch as an error."""
+        _integer("max_new_tokens", self.max_new_tokens, 1, MAX_NEW_TOKENS_LIMIT)
+        if not isinstance(self.do_sample, bool):
+            raise InputError(f"do_sample must be true or false, got {self.do_sample!r}")
+        if self.temperature is not None:
+            _number("temperature", self.temperature, 0, MAX_TEMPERATURE)
+        if self.top_p is not None:
+            _number("top_p", self.top_p, MIN_TOP_P, 1)
+        if self.top_k is not None:
+            _integer("top_k", self.top_k, 1, None)
+        if self.seed is not None:
+            _integer("seed", self.seed, -(2**63), 2**64 - 1)  # what torch.manual_seed takes
+        _integer("num_beams", self.num_beams, 1, MAX_BEAMS)
+        if self.repetition_penalty is not None:
+            _number("repetition_penalty", self.repetition_penalty, MIN_REPETITION_PENALTY, MAX_REPETITION_PENALTY)
+        if self.min_new_tokens is not None:
+            _integer("min_new_tokens", self.min_new_tokens, 0, self.max_new_tokens)
         if any(not isinstance(s, str) or not s for s in self.stop):
             raise InputError(f"stop must be non-empty strings, got {list(self.stop)}")
+        if self.cancel is not None and not hasattr(self.cancel, "is_set"):
+            raise InputError(f"cancel must be a threading.Event, got {type(self.cancel).__name__}")
+
+    def check_cancelled(self) -> None:
+        """Raise StreamCancelled once ``cancel`` is set: called by the decode loops at every token."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise StreamCancelled("generation cancelled: nobody is waiting for it any more")
 
     @property
     def sampling(self) -> bool:
@@ -84,6 +113,25 @@ class GenerationOptions:
         if self.min_new_tokens is not None:
             kw["min_new_tokens"] = self.min_new_tokens
         return kw
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _number(name: str, value, low: float, high: float) -> None:
+    if not _is_number(value) or not math.isfinite(value):
+        raise InputError(f"{name} must be a finite number, got {value!r}")
+    if not low <= value <= high:
+        raise InputError(f"{name} must be in [{low:g}, {high:g}], got {value!r}")
+
+
+def _integer(name: str, value, low: int, high: int | None) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InputError(f"{name} must be an integer, got {value!r}")
+    if value < low or (high is not None and value > high):
+        span = f"from {low} to {high}" if high is not None else f"at least {low}"
+        raise InputError(f"{name} must be an integer {span}, got {value}")
 
 
 def trim_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
@@ -116,12 +164,15 @@ class TimingStreamer:
     ``on_tokens`` callback receives each step's token ids (batch 1) for streaming.
     """
 
-    def __init__(self, timing: Timing, on_tokens=None, has_prompt: bool = True):
+    def __init__(self, timing: Timing, on_tokens=None, has_prompt: bool = True, opts: "GenerationOptions | None" = None):
         self.timing = timing
         self.on_tokens = on_tokens
+        self.opts = opts
         self._skip = has_prompt
 
     def put(self, value):
+        if self.opts is not None:
+            self.opts.check_cancelled()
         if self._skip:  # the prompt itself
             self._skip = False
             return
@@ -135,7 +186,8 @@ class TimingStreamer:
 
 
 class StreamCancelled(Exception):
-    """The consumer gave up on a stream (a client went away): generation stops at its next token."""
+    """Nobody waits for the output any more (a stream's reader, or a server's client, went away):
+    generation stops at its next token."""
 
 
 class TextStream:
@@ -234,8 +286,8 @@ def timed_generate(generate, opts: GenerationOptions, *, tokenizer=None, on_toke
     kw = opts.generate_kwargs()
     if opts.stop and tokenizer is not None:
         kw.update(stop_strings=list(opts.stop), tokenizer=tokenizer)
-    if opts.num_beams == 1:  # transformers refuses streamers with beam search
-        kw["streamer"] = TimingStreamer(timing, on_tokens)
+    if opts.num_beams == 1:  # transformers refuses streamers with beam search (so beams are not cancellable)
+        kw["streamer"] = TimingStreamer(timing, on_tokens, opts=opts)
     with torch.random.fork_rng(devices=[]):
         if opts.seed is not None:
             torch.manual_seed(opts.seed)

@@ -87,10 +87,15 @@ def _data_fingerprint(samples: list[Sample]) -> str:
 
 
 def run_config(resolved, bench, samples: list[Sample], opts: EvalOptions, classes=()) -> dict:
-    """Everything that determines a run's outputs; its hash is the run id."""
+    """Everything that determines a run's outputs; its hash is the run id.
+
+    Credentials are not part of it: an API model's name and base URL enter without a
+    ``user:password@`` or credential query parameters (``public_url``), so runs that differ only
+    in a password or token are one run, and no credential reaches the store.
+    """
     return {
         "model": resolved.name,
-        # an API model has no folder: the provider, model id and endpoint identify it
+        # an API model has no folder: the provider, model id and endpoint (without credentials) identify it
         "checkpoint": resolved.api.identity() if resolved.api is not None else checkpoint_fingerprint(resolved.path),
         "dtype": str(resolved.dtype).removeprefix("torch."),
         "device": resolved.device,

@@ -6,22 +6,25 @@ checkpoint. Calling a task the model lacks raises TaskNotSupportedError naming t
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Sequence
 
 import numpy as np
 
 from vlmzoo.errors import ImageError, InputError, TaskNotSupportedError
-from vlmzoo.images import ImageLike, LoadedImage, expand, load_image, load_images
+from vlmzoo.images import ImageLike, LoadedImage, expand, is_folder, load_image, load_images
 from vlmzoo.tasks import AskRequest, Hit, ImagePart, MatchScores, Message, Retrieval, parse_messages
+
+
+CHARS_PER_TOKEN = 32
+MIN_TEXT_CHARS = 16_384
 
 
 def is_single(images: Any) -> bool:
     """One image (not a list, not a directory): the caller gets one result back, not a list."""
     if isinstance(images, (list, tuple)):
         return False
-    if isinstance(images, (str, os.PathLike)) and Path(images).is_dir():
+    if is_folder(images):
         return False
     return True
 
@@ -96,7 +99,7 @@ def _image_list(images) -> list:
     """One image, a list of images, or a folder, as a list (a folder expands to its files)."""
     if isinstance(images, (list, tuple)):
         return list(images)
-    if isinstance(images, (str, os.PathLike)) and Path(images).is_dir():
+    if is_folder(images):
         return list(expand(images))
     return [images]
 
@@ -177,10 +180,26 @@ class VLModel:
                 f"{self.name} cannot {task!r}; its tasks are: {', '.join(sorted(self.tasks))}"
             )
 
+    def context_tokens(self) -> int | None:
+        """Positions the text model takes (its position table); the card's token limit for a
+        model with no weights here (API models); None where neither says."""
+        config = getattr(self.model, "config", None)
+        if config is not None and hasattr(config, "get_text_config"):
+            return getattr(config.get_text_config(), "max_position_embeddings", None)
+        return self.card.token_limit if self.card is not None else None
+
+    def max_text_chars(self) -> int | None:
+        """The most characters of text one request may hold for this model, checked before any
+        tokenizing: no tokenizer packs more than CHARS_PER_TOKEN characters of real text into a
+        token, so a longer text cannot fit the context anyway (and texts a text tower truncates
+        get MIN_TEXT_CHARS at least)."""
+        tokens = self.context_tokens()
+        return None if tokens is None else max(tokens * CHARS_PER_TOKEN, MIN_TEXT_CHARS)
+
     def check_prompt_length(self, tokens: int, new_tokens: int = 0) -> None:
         """Refuse a prompt the text model cannot take (its position table ends), clearly and
         before generation fails somewhere inside the model."""
-        limit = getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
+        limit = self.context_tokens()
         if limit is not None and tokens + new_tokens > limit:
             raise InputError(f"prompt of {tokens} tokens (+{new_tokens} new) is longer than {self.name} takes: "
                              f"{limit} positions")
@@ -191,25 +210,26 @@ class VLModel:
             return None
         return sum(p.numel() * p.element_size() for p in self.model.parameters())
 
-    def count_tokens(self, texts: Sequence[str]) -> int:
-        """Tokens ``texts`` make for this model's tokenizer, summed (0 for a model with no tokenizer here)."""
-        tokenizer = getattr(self.processor, "tokenizer", None)
-        if tokenizer is None or not texts:
-            return 0
-        return sum(len(ids) for ids in tokenizer(list(texts))["input_ids"])
+    @property
+    def resize_rule(self):
+        """The checkpoint processor's resize rule (its ``size``): image intake refuses an image
+        this model's preprocessing would blow up, before resizing it (see ``images.check_shape``)."""
+        return getattr(getattr(self.processor, "image_processor", None), "size", None)
+
+    def take_image(self, source: ImageLike, draft: tuple[int, int] | None = None) -> LoadedImage:
+        """One image taken in within this model's limits (an already taken-in image is re-checked)."""
+        return load_image(source, allow_urls=self.allow_urls, max_pixels=self.max_pixels, resize=self.resize_rule,
+                          draft=draft)
 
     def image_batches(self, images: ImageLike | Sequence[ImageLike]):
         """Batches of taken-in images, decoded in threads one batch ahead of the caller, so a
         large folder is never held in memory at full resolution all at once."""
         from vlmzoo.engine.prefetch import prefetched
 
-        def take(sources):
-            return [load_image(s, allow_urls=self.allow_urls, max_pixels=self.max_pixels) for s in sources]
-
-        return prefetched(expand(images), self.batch_size, take)
+        return prefetched(expand(images), self.batch_size, lambda sources: [self.take_image(s) for s in sources])
 
     def take_images(self, images: ImageLike | Sequence[ImageLike]) -> list[LoadedImage]:
-        return [load_image(s, allow_urls=self.allow_urls, max_pixels=self.max_pixels) for s in expand(images)]
+        return [self.take_image(s) for s in expand(images)]
 
     def over_images(self, sources: Sequence[ImageLike], fn: Callable[[list], list],
                     on_progress: Callable[[int], None] | None = None) -> tuple[list, list[ImageError]]:
@@ -230,7 +250,7 @@ class VLModel:
                 results.extend(fn(list(chunk)))
             except ImageError:
                 intake = load_images(list(chunk), allow_urls=self.allow_urls, max_pixels=self.max_pixels,
-                                     skip_bad=True)
+                                     skip_bad=True, resize=self.resize_rule)
                 errors.extend(intake.errors)
                 if intake.images:
                     results.extend(fn(intake.images))
@@ -284,12 +304,14 @@ class VLModel:
         if k < 1:
             raise InputError(f"k must be at least 1, got {k}")
         scores = self.match(images, texts)
+        ranked = scores.ranking()  # logits where the scores are probabilities that can tie
+        order_by = ranked if query == "image" else ranked.T
         matrix = scores.scores if query == "image" else scores.scores.T
         queries = scores.images if query == "image" else scores.texts
         items = scores.texts if query == "image" else scores.images
         k = min(k, len(items))
         out = []
-        for q, row in zip(queries, matrix):
-            top = np.argsort(-row, kind="stable")[:k]
+        for q, row, key in zip(queries, matrix, order_by):
+            top = np.argsort(-key, kind="stable")[:k]
             out.append(Retrieval(q, tuple(Hit(int(i), items[i], float(row[i])) for i in top)))
         return out

@@ -58,6 +58,7 @@ class Blip2MatchModel(VLModel):
         loaded = self.take_images(images)
         tokens = self.processor.tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
         scores = np.zeros((len(loaded), len(texts)), dtype=np.float32)
+        margins = np.zeros_like(scores)  # match minus no-match logit: orders pairs without softmax ties
         with torch.inference_mode():
             for i, im in enumerate(loaded):
                 pixels = self.processor.image_processor([im.image], return_tensors="pt")["pixel_values"]
@@ -68,5 +69,7 @@ class Blip2MatchModel(VLModel):
                                      attention_mask=tokens["attention_mask"][sl].to(self.device),
                                      pixel_values=pixels.expand(len(idx), -1, -1, -1),
                                      use_image_text_matching_head=True)
-                    scores[i, sl] = out.logits_per_image.float().softmax(dim=-1)[:, 1].cpu().numpy()
-        return MatchScores(scores, tuple(im.name for im in loaded), tuple(texts), "itm")
+                    logits = out.logits_per_image.float()
+                    scores[i, sl] = logits.softmax(dim=-1)[:, 1].cpu().numpy()
+                    margins[i, sl] = (logits[:, 1] - logits[:, 0]).cpu().numpy()
+        return MatchScores(scores, tuple(im.name for im in loaded), tuple(texts), "itm", margins)

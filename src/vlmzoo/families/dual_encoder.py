@@ -2,7 +2,7 @@
 
 Subclasses say only what differs: how texts are tokenised, how a cosine becomes a score
 (softmax over labels for CLIP, an independent sigmoid per label for SigLIP), and the default
-prompt template.
+prompt template. Labels are ranked by their logits, the scores reported beside them.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from vlmzoo.engine.prefetch import prefetched
 from vlmzoo.engine.cpu.fast_prep import FastPrep
 from vlmzoo.errors import InputError
 from vlmzoo.families.base import VLModel, as_text_list, is_single
-from vlmzoo.images import expand, load_image
+from vlmzoo.images import expand
 from vlmzoo.prompts import resolve_templates
 from vlmzoo.tasks import ClassScores, Embeddings, MatchScores
 
@@ -74,8 +74,7 @@ class DualEncoderModel(VLModel):
         draft = fast.draft_request() if fast is not None and self.dtype != torch.float32 else None
 
         def prepare(sources):
-            loaded = [load_image(s, allow_urls=self.allow_urls, max_pixels=self.max_pixels, draft=draft)
-                      for s in sources]
+            loaded = [self.take_image(s, draft=draft) for s in sources]
             names = [im.name for im in loaded]
             arrays = [fast.pixels(im.image, approximate=draft is not None) for im in loaded] \
                 if fast is not None else [None]
@@ -93,15 +92,24 @@ class DualEncoderModel(VLModel):
         return names, torch.cat(out)
 
     def text_features(self, texts: Sequence[str]):
+        """Unit-normalised text embeddings (float32, CPU)."""
+        return self._encode_texts(texts)[0]
+
+    def _encode_texts(self, texts: Sequence[str]):
+        """Embeddings, and how many tokens the text tower read (after truncation): each text is
+        tokenized once, for both."""
         import torch
 
-        out = []
+        out, tokens = [], 0
         with torch.inference_mode():
             for batch in chunks(list(texts), self.batch_size):
-                tokens = {k: v.to(self.device) for k, v in self.tokenize(batch).items()}
-                feats = self.model.get_text_features(**tokens).pooler_output
+                encoded = self.tokenize(batch)
+                mask = encoded.get("attention_mask")
+                tokens += int(mask.sum()) if mask is not None else encoded["input_ids"].numel()
+                encoded = {k: v.to(self.device) for k, v in encoded.items()}
+                feats = self.model.get_text_features(**encoded).pooler_output
                 out.append(_normalise(feats.float()).cpu())
-        return torch.cat(out)
+        return torch.cat(out), tokens
 
     def label_features(self, labels: tuple[str, ...], templates: tuple[str, ...]):
         """One vector per label: the normalised mean of its templates' embeddings (CLIP's
@@ -132,13 +140,11 @@ class DualEncoderModel(VLModel):
         templates = resolve_templates(templates, self.default_template)
         text = self.label_features(labels, templates)  # before the images: bad labels fail fast
         names, feats = self.encode_images(images)
-        probs = self.scores_from_logits(self.logits(feats, text)).numpy()
+        logits = self.logits(feats, text)
         k = len(labels) if top_k is None else max(1, min(top_k, len(labels)))
-        results = []
-        for name, row in zip(names, probs):
-            order = np.argsort(-row, kind="stable")[:k]
-            results.append(ClassScores(name, tuple(labels[i] for i in order),
-                                       tuple(float(row[i]) for i in order), self.score_kind))
+        order, scores = rank_labels(logits.numpy(), self.scores_from_logits(logits).numpy(), k)
+        results = [ClassScores(name, tuple(labels[i] for i in row), tuple(float(x) for x in row_scores),
+                               self.score_kind) for name, row, row_scores in zip(names, order, scores)]
         return results[0] if is_single(images) else results
 
     def embed_images(self, images) -> Embeddings:
@@ -149,7 +155,8 @@ class DualEncoderModel(VLModel):
     def embed_texts(self, texts) -> Embeddings:
         self.require("embed")
         texts = as_text_list(texts, "texts")
-        return Embeddings(self.text_features(texts).numpy(), tuple(texts), "text")
+        feats, tokens = self._encode_texts(texts)
+        return Embeddings(feats.numpy(), tuple(texts), "text", tokens=tokens)
 
     def match(self, images, texts) -> MatchScores:
         """Cosine similarity for CLIP; SigLIP overrides the kind with its pairwise sigmoid."""
@@ -157,11 +164,22 @@ class DualEncoderModel(VLModel):
         texts = as_text_list(texts, "texts")
         txt = self.text_features(texts)
         names, img = self.encode_images(images)
-        scores, kind = self.pair_scores(img, txt)
-        return MatchScores(scores.numpy(), tuple(names), tuple(texts), kind)
+        scores, kind, logits = self.pair_scores(img, txt)
+        return MatchScores(scores.numpy(), tuple(names), tuple(texts), kind,
+                           logits.numpy() if logits is not None else None)
 
     def pair_scores(self, image_feats, text_feats):
-        return image_feats @ text_feats.T, "cosine"
+        """(scores, kind, the logits behind them or None): cosines for CLIP."""
+        return image_feats @ text_feats.T, "cosine", None
+
+
+def rank_labels(logits: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top ``k`` labels of each row, best first: their indices and their ``scores``, both
+    (rows, k). Ranked by the logits, not the scores: in float32 a sigmoid is exactly 1.0 above a
+    logit of about 16.6 and a softmax tail underflows to 0, ties the logits do not have. Equal
+    logits keep the labels' order."""
+    order = np.argsort(-logits, axis=-1, kind="stable")[:, :k]
+    return order, np.take_along_axis(scores, order, axis=-1)
 
 
 def _normalise(x):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from vlmzoo.engine.memory import read_safetensors_header
 from vlmzoo.errors import UnknownModelError
 
 
@@ -19,11 +20,19 @@ def read_config(path: Path) -> dict:
 
 
 def load_model(model_cls, path: Path, *, device: str, dtype):
-    """``model_cls.from_pretrained`` with safetensors enforced and remote code refused."""
-    if not any(Path(path).glob("*.safetensors")):
+    """``model_cls.from_pretrained`` with safetensors enforced and remote code refused.
+
+    Each weights file's header is checked against the file first (``read_safetensors_header``):
+    a damaged, cut-short or unreadable file is an UnknownModelError naming it, not a traceback.
+    """
+    files = sorted(Path(path).glob("*.safetensors"))
+    if not files:
         raise UnknownModelError(
             f"{path}: no .safetensors weights; vlmzoo does not load pickled (.bin/.pt) weights"
         )
+    for f in files:
+        read_safetensors_header(f)
+    from safetensors import SafetensorError
     from transformers.utils import logging as hf_logging
 
     # transformers' per-tensor progress bar is noise for a load of seconds; vlmzoo shows its own
@@ -31,6 +40,9 @@ def load_model(model_cls, path: Path, *, device: str, dtype):
     hf_logging.disable_progress_bar()
     try:
         model = model_cls.from_pretrained(path, dtype=dtype, use_safetensors=True, trust_remote_code=False)
+    except SafetensorError as e:  # damage the header check cannot see
+        raise UnknownModelError(f"{path}: a weights file cannot be read ({e}): the checkpoint is damaged or "
+                                f"incomplete; download or copy it again") from None
     finally:
         if bar_was_on:
             hf_logging.enable_progress_bar()

@@ -3,7 +3,9 @@
 SigLIP was trained with every text padded to 64 tokens, and its text tower pools the last
 position, so padding to the batch's longest would silently change the embedding. Texts are
 also canonicalised (lower-cased, punctuation removed) by SiglipTokenizer itself; we never
-canonicalise twice. Scores are independent per label (sigmoid), not a softmax across labels.
+canonicalise twice. Scores are independent per label (sigmoid), not a softmax across labels;
+in float32 the sigmoid is exactly 1.0 above a logit of about 16.6, so classify ranks labels by
+logit (dual_encoder.rank_labels) and reports the sigmoid beside each.
 """
 
 from __future__ import annotations
@@ -31,4 +33,5 @@ class SiglipModel(DualEncoderModel):
         return self.model.logit_bias.detach().float().cpu()
 
     def pair_scores(self, image_feats, text_feats):
-        return self.logits(image_feats, text_feats).sigmoid(), "sigmoid"
+        logits = self.logits(image_feats, text_feats)
+        return logits.sigmoid(), "sigmoid", logits

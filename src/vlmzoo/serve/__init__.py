@@ -25,13 +25,16 @@ def parse_model_arg(arg: str) -> tuple[str, str]:
 
 def build_app(models: dict, *, limits: Limits | None = None, api_key: str | None = None, max_batch: int = 8,
               window: float = 0.01):
-    """The app serving ``models`` (served id -> loaded model object)."""
+    """The app serving ``models`` (served id -> loaded model object). Each model object is
+    renamed to the id it is served as."""
     from vlmzoo.serve.app import create_app
     from vlmzoo.serve.served import Served
     from vlmzoo.serve.worker import ModelWorker
 
     workers = {}
     for served_as, model in models.items():
+        # errors a client sees name the model as the client does, never the folder it came from
+        model.name = served_as
         if "ask" in model.tasks:
             model.batch_size = max(model.batch_size, max_batch)  # the worker's batch is one ask call
         workers[served_as] = ModelWorker(model, max_batch=max_batch, window=window)

@@ -4,7 +4,8 @@ They are the OpenAPI document too, so clients and fuzzers see the same shapes th
 check. Field names and meanings follow OpenAI's API reference; fields vlmzoo cannot honour are
 accepted only at their neutral value (see ``chat.options_of``) rather than silently ignored.
 Unknown extra fields are ignored, as OpenAI-compatible servers commonly do, so clients that
-send ``user`` or vendor fields keep working.
+send ``user`` or vendor fields keep working. Known fields are strict: a string is never read as a
+number or a boolean.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # strict: a number must be a JSON number ("max_tokens": "5" is refused, not read as 5); and
+    # NaN or Infinity, which Python's JSON reader accepts, are refused as numbers
+    model_config = ConfigDict(extra="ignore", strict=True, allow_inf_nan=False)
 
 
 # -- chat completions ------------------------------------------------------------------------------
@@ -153,6 +156,7 @@ class ModelStats(BaseModel):
     batches: int
     largest_batch: int
     cancelled_streams: int
+    cancelled_chats: int
 
 
 class Health(BaseModel):

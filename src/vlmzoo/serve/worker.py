@@ -8,6 +8,9 @@ Chats that wait at the same time are answered in one batched ``ask``: the worker
 waiting chat, waits up to ``window`` seconds for more with the same generation options, and runs
 up to ``max_batch`` of them together. Under load the window costs nothing (requests are already
 queued); alone, a request waits at most ``window`` longer.
+
+A chat whose client has gone (its future cancelled) is dropped while it waits; once every chat of
+a running batch is gone, generation stops at its next token (``GenerationOptions.cancel``).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class WorkerStats:
     batches: int = 0
     largest_batch: int = 0
     cancelled_streams: int = 0
+    cancelled_chats: int = 0  # non-streamed chats whose client left before the answer
 
 
 class ModelWorker:
@@ -127,10 +131,21 @@ class ModelWorker:
     async def _batch_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = await self._next_batch()
+            batch = [job for job in await self._next_batch() if not self._gone(job)]
+            if not batch:
+                continue
+            cancel = threading.Event()
+
+            def on_done(_, batch=batch, cancel=cancel):
+                if all(job.future.done() for job in batch):  # nobody waits for this batch any more
+                    cancel.set()
+
+            for job in batch:
+                job.future.add_done_callback(on_done)
             try:
-                answers = await loop.run_in_executor(self._executor, self._answer, batch)
+                answers = await loop.run_in_executor(self._executor, self._answer, batch, cancel)
             except BaseException as e:  # noqa: BLE001 - every waiting request gets its error
+                self.stats.cancelled_chats += sum(job.future.cancelled() for job in batch)
                 for job in batch:
                     if not job.future.done():
                         job.future.set_exception(e)
@@ -139,6 +154,7 @@ class ModelWorker:
                 continue
             for job, answer in zip(batch, answers):
                 if job.future.done():  # the client went away
+                    self.stats.cancelled_chats += job.future.cancelled()
                     continue
                 if isinstance(answer, BaseException):
                     job.future.set_exception(answer)
@@ -167,21 +183,29 @@ class ModelWorker:
                 self._waiting.append(job)
         return batch
 
-    def _answer(self, batch: list[_Chat]) -> list:
+    def _gone(self, job: _Chat) -> bool:
+        """The chat's client left while it waited: drop it before it costs any model time."""
+        if job.future.cancelled():
+            self.stats.cancelled_chats += 1
+            return True
+        return False
+
+    def _answer(self, batch: list[_Chat], cancel: threading.Event) -> list:
         """Runs on the model's thread. One batched ask; if it fails on the input, each chat
-        alone, so an error reaches only the request that caused it."""
+        alone, so an error reaches only the request that caused it. ``cancel`` set: every
+        client of the batch has left, so generation stops."""
         self.stats.requests += len(batch)
         self.stats.batches += 1
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
         if len(batch) > 1:
             try:
-                return self.model.ask(messages=[job.chat for job in batch], **batch[0].options)
+                return self.model.ask(messages=[job.chat for job in batch], **batch[0].options, cancel=cancel)
             except VlmzooError:
                 log.info("batch of %d failed on its input; answering each alone", len(batch))
         out = []
         for job in batch:
             try:
-                out.append(self.model.ask(messages=job.chat, **job.options))
+                out.append(self.model.ask(messages=job.chat, **job.options, cancel=cancel))
             except VlmzooError as e:
                 out.append(e)
         return out

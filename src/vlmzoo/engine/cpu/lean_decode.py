@@ -233,6 +233,7 @@ def lean_generate(model, lean: LeanDecoder, inputs, opts: GenerationOptions, *, 
     if opts.min_new_tokens:
         first_kw["min_new_tokens"] = 1
     generator = torch.Generator().manual_seed(opts.seed) if opts.seed is not None else None
+    opts.check_cancelled()
     with torch.random.fork_rng(devices=[]):
         if opts.seed is not None:
             torch.manual_seed(opts.seed)
@@ -265,6 +266,7 @@ def lean_generate(model, lean: LeanDecoder, inputs, opts: GenerationOptions, *, 
             lean.keep(keep)
         if step == opts.max_new_tokens:
             break
+        opts.check_cancelled()
         index = prompt_len + step - 1  # cache index of the token being fed
         logits = lean.step(token, index + delta, index, mask[:, : index + 1] if mask is not None else None)
         if opts.min_new_tokens and step < opts.min_new_tokens:

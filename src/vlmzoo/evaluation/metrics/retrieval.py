@@ -6,6 +6,11 @@ dual encoder's logits give too). Image -> text: a hit when any of the image's ow
 among the top K. Text -> image: per caption, a hit when its image is among the top K; a
 sample's row holds (hits, captions), so the aggregate weighs every caption once, as the
 protocol does.
+
+Ties never favour the query: a correct item ranks after every wrong item with an equal score.
+An image's rank is the number of other images' captions scoring at least as high as its best
+own caption; a caption's rank is the number of other images scoring at least as high as its
+own image. A hit at K is a rank below K.
 """
 
 from __future__ import annotations
@@ -35,13 +40,15 @@ def _ranks(key: str, images_bytes: bytes, texts_bytes: bytes, owner_bytes: bytes
     texts = np.frombuffer(texts_bytes, dtype=np.float32).reshape(-1, dim)
     owner = np.frombuffer(owner_bytes, dtype=np.int64)
     sim = images @ texts.T  # (images, captions)
-    # rank of x in its row = how many items score strictly higher (ties count in the query's favour,
-    # the same for every model, so comparisons stay fair)
+    # rank = how many wrong items score at least as high as the best correct one: a tie never
+    # counts in the query's favour, so equal embeddings for everything score 0 at K = 1
     image_rank = np.empty(len(images), dtype=np.int64)
     for i in range(len(images)):
-        own = sim[i, owner == i]
-        image_rank[i] = int(np.sum(sim[i] > own.max())) if own.size else np.iinfo(np.int64).max
-    caption_rank = np.array([int(np.sum(sim[:, t] > sim[owner[t], t])) for t in range(len(texts))], dtype=np.int64)
+        mine = owner == i
+        image_rank[i] = int(np.sum(sim[i, ~mine] >= sim[i, mine].max())) if mine.any() else np.iinfo(np.int64).max
+    columns = np.arange(len(texts))
+    at_least = sim >= sim[owner, columns]  # (images, captions): scores at least the caption's own image
+    caption_rank = (at_least.sum(axis=0) - at_least[owner, columns]).astype(np.int64)  # not counting its own
     return image_rank, caption_rank
 
 

@@ -33,21 +33,24 @@ def levenshtein(a: str, b: str) -> int:
 
 
 def anls(prediction: str, answers: list[str], threshold: float = 0.5) -> float:
-    """Average Normalized Levenshtein Similarity for one question (Biten et al., ST-VQA 2019; the
-    DocVQA and TextVQA-OCR challenges): max over references of 1 - NL, where NL is the edit
-    distance over the longer string's length, counted as 0 when NL >= ``threshold``. Answers are
-    compared case-insensitively with surrounding whitespace removed, as those challenges do."""
+    """ANLS for one question, as the DocVQA and InfographicVQA organisers' evaluation script (the
+    Robust Reading Competition's) computes it (Biten et al., ST-VQA 2019).
+
+    For each reference answer: the edit distance between the answer and the prediction, each
+    lower-cased, stripped and with whitespace runs squashed to one space, divided by
+    ``max(len(answer.upper()), len(prediction.upper()))`` of the raw, unsquashed strings (0 when
+    that length is 0). The score is 1 minus the smallest of these, set to 0 when it is below
+    ``threshold``; a score of exactly ``threshold`` stands.
+    """
     if not answers:
         raise ValueError("ANLS needs at least one reference answer")
     pred = _squash(prediction)
-    best = 0.0
+    distances = []
     for answer in answers:
-        ref = _squash(answer)
-        longest = max(len(pred), len(ref))
-        nl = levenshtein(pred, ref) / longest if longest else 0.0
-        if nl < threshold:
-            best = max(best, 1.0 - nl)
-    return best
+        length = max(len(answer.upper()), len(prediction.upper()))
+        distances.append(levenshtein(_squash(answer), pred) / length if length else 0.0)
+    score = 1.0 - min(distances)
+    return 0.0 if score < threshold else score
 
 
 _LETTER_AFTER_CUE = re.compile(

@@ -31,10 +31,10 @@ from vlmzoo.families.api.usage import Usage, UsageMeter
 from vlmzoo.families.base import VLModel, ask_requests, check_caption_prompt, check_stream, is_single
 from vlmzoo.images import expand, load_image
 from vlmzoo.tasks import Answer, AskRequest, Caption, ImagePart, Message
+from vlmzoo.urls import public_text, public_url, url_secrets
 
 REDACTED = "[redacted]"
 _KEY_IN_QUERY = re.compile(r"(?i)\b(key=)[^&\s\"']+")
-
 
 @dataclass(frozen=True)
 class APITarget:
@@ -42,10 +42,15 @@ class APITarget:
 
     provider: str  # "openai", "gemini" or "openai-compatible"
     model: str  # the provider's model id
-    base_url: str  # where requests go (the SDK default, its environment override, or the name's)
+    base_url: str  # where requests go, credentials and all (the SDK default, its environment override, or the name's)
 
     def identity(self) -> dict:
-        return {"api": self.provider, "model": self.model, "base_url": self.base_url}
+        """What identifies the API in a run: the base URL without its credentials (public_url),
+        so two runs that differ only in a password or token are one run."""
+        return {"api": self.provider, "model": self.model, "base_url": public_url(self.base_url)}
+
+    def __repr__(self) -> str:
+        return f"APITarget(provider={self.provider!r}, model={self.model!r}, base_url={public_url(self.base_url)!r})"
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,7 @@ class APIModel(VLModel):
     def __init__(self, *, target: APITarget, name: str, card=None, checkpoint=None, allow_urls: bool = False,
                  max_pixels: int | None = None, max_concurrency: int = 4, timeout: float = 60.0,
                  max_retries: int = 4, api_key: str | None = None, **options):
+        name = public_text(name)  # an openai-compatible name holds its base URL: never its credentials
         super().__init__(name=name, path=None, card=card, checkpoint=checkpoint, device="api", dtype=None,
                          tasks=self.tasks_served, allow_urls=allow_urls, max_pixels=max_pixels)
         unknown = set(options) - set(self.provider_options)
@@ -171,7 +177,7 @@ class APIModel(VLModel):
         key = api_key or next((os.environ[v] for v in self.key_env_vars if os.environ.get(v)), None)
         if key is None and self.key_required:
             raise MissingAPIKeyError(f"{name} needs an API key: set {self.key_hint or self.key_env_vars[0]}")
-        self._secrets = tuple(s for s in {key, key.strip() if key else None} if s)
+        self._secrets = tuple(s for s in {key, key.strip() if key else None, *url_secrets(target.base_url)} if s)
         self._slots = threading.BoundedSemaphore(max_concurrency)
         self._meter = UsageMeter()
         self.client = self.make_client(key)
@@ -184,7 +190,8 @@ class APIModel(VLModel):
         return APITarget(cls.provider, model, (base_url or "").rstrip("/"))
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name} via {self.redact(self.target.base_url)} tasks={sorted(self.tasks)}>"
+        via = self.redact(public_url(self.target.base_url))
+        return f"<{type(self).__name__} {self.name} via {via} tasks={sorted(self.tasks)}>"
 
     @property
     def usage(self) -> Usage:
@@ -331,7 +338,9 @@ class APIModel(VLModel):
                                   passthrough=VlmzooError, slots=self._slots, may_retry=may_retry)
 
     def redact(self, text: str) -> str:
-        """``text`` with the API key (and any ``key=`` URL parameter) replaced."""
+        """``text`` with every URL made public (``public_url``), and the API key, the base URL's
+        credentials and any ``key=`` parameter replaced."""
+        text = public_text(text)
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
         return _KEY_IN_QUERY.sub(r"\1" + REDACTED, text)

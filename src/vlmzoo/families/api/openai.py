@@ -8,6 +8,7 @@ options as request fields, the SDK's replies and errors read back. The rest is f
 from __future__ import annotations
 
 from typing import ClassVar, Iterator
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from vlmzoo.engine.generation import GenerationOptions
 from vlmzoo.errors import InputError
@@ -39,9 +40,14 @@ class OpenAIModel(APIModel):
     def make_client(self, api_key):
         import openai
 
+        # A base URL's query (``?api_key=...``) goes on every request: the SDK would append the
+        # request path after it instead. A user name and password in it are sent as HTTP basic auth.
+        parts = urlsplit(self.target.base_url)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True)) or None
+        base_url = urlunsplit(parts._replace(query="", fragment="")) if query else self.target.base_url
         # a placeholder where no key is needed: the SDK refuses to start without one
-        return openai.OpenAI(api_key=api_key or "no-key", base_url=self.target.base_url, timeout=self.timeout,
-                             max_retries=0)
+        return openai.OpenAI(api_key=api_key or "no-key", base_url=base_url, default_query=query,
+                             timeout=self.timeout, max_retries=0)
 
     def messages(self, turns: list[Turn]) -> list[dict]:
         out = []

@@ -125,12 +125,15 @@ class BlipMatcher(BlipModel):
         loaded = self.take_images(images)
         tokens = self.processor.tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
         ids, mask = tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device)
-        rows = []
+        scores, margins = [], []
         with torch.inference_mode():
             for start in range(0, len(loaded), self.batch_size):
                 pixels = self._pixels(loaded[start : start + self.batch_size])
-                rows.append(itm_probabilities(self.model, pixels, ids, mask, self.batch_size))
-        return MatchScores(np.concatenate(rows), tuple(im.name for im in loaded), tuple(texts), "itm")
+                probs, margin = itm_probabilities(self.model, pixels, ids, mask, self.batch_size)
+                scores.append(probs)
+                margins.append(margin)
+        return MatchScores(np.concatenate(scores), tuple(im.name for im in loaded), tuple(texts), "itm",
+                           np.concatenate(margins))
 
 
 # architecture in config.json -> the class serving that head

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
 
-from fastapi import APIRouter, Depends
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from vlmzoo.errors import VlmzooError
@@ -21,21 +22,44 @@ router = APIRouter(dependencies=[Depends(check_key)])
 
 
 @router.post("/v1/chat/completions", response_model=ChatCompletion, responses=ERRORS)
-async def chat_completions(body: ChatCompletionRequest, served: Served = Depends(get_served)):
+async def chat_completions(body: ChatCompletionRequest, request: Request, served: Served = Depends(get_served)):
     worker = served.worker(body.model, "ask", "chat")
     options = options_of(body, served.limits)
-    chat = await run_in_threadpool(chat_of, body, served.limits)
+    chat = await run_in_threadpool(chat_of, body, served.limits, worker.model.max_text_chars())
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return await _stream_response(worker, chat, options, body.model, completion_id, created, include_usage)
-    answer = await worker.ask(chat, options)
+    answer = await _unless_the_client_leaves(request, worker.ask(chat, options))
+    if answer is None:
+        return Response(status_code=499)  # nobody reads it; the code nginx logs for a client that left
     return {
         "id": completion_id, "object": "chat.completion", "created": created, "model": body.model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
                      "finish_reason": _finish(answer), "logprobs": None}],
         "usage": _usage(answer),
     }
+
+
+async def _unless_the_client_leaves(request: Request, work):
+    """``await work``, unless the client disconnects first: then ``work`` is cancelled (its
+    chat is dropped, or its generation stopped) and the result is None."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnect(request))
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    return None
+
+
+async def _disconnect(request: Request) -> None:
+    """Returns when the client has gone (the body is read by now, so the next message is that)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _finish(answer) -> str:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
 
 from vlmzoo.serve.errors import ServeError
-from vlmzoo.serve.intake import take_image
+from vlmzoo.serve.intake import PixelBudget, check_text
 from vlmzoo.serve.schemas import EmbeddingList, EmbeddingRequest
 from vlmzoo.serve.served import ERRORS, Served, check_key, get_served
 
@@ -29,12 +29,15 @@ async def embeddings(body: EmbeddingRequest, served: Served = Depends(get_served
     texts = [(i, x) for i, x in enumerate(inputs) if isinstance(x, str)]
     if any(not t for _, t in texts):
         raise ServeError(400, "input: empty string", param="input")
+    max_chars = model.max_text_chars()
+    for i, t in texts:
+        check_text(len(t), max_chars, body.model, f"input.{i}" if not isinstance(body.input, str) else "input")
     image_slots = [i for i, x in enumerate(inputs) if not isinstance(x, str)]
     if len(image_slots) > served.limits.max_images:
         raise ServeError(400, f"input: {len(image_slots)} images; this server takes at most "
                               f"{served.limits.max_images} per request", param="input")
-    images = [await run_in_threadpool(take_image, inputs[i].image_url.url, served.limits, f"input.{i}")
-              for i in image_slots]
+    budget = PixelBudget(served.limits)
+    images = [await run_in_threadpool(budget.take, inputs[i].image_url.url, f"input.{i}") for i in image_slots]
     vectors, tokens = await worker.run(_embed, model, [t for _, t in texts], images)
     order = [i for i, _ in texts] + image_slots
     rows = np.empty((len(inputs), vectors.shape[1]), dtype=np.float32)
@@ -49,13 +52,15 @@ async def embeddings(body: EmbeddingRequest, served: Served = Depends(get_served
 
 
 def _embed(model, texts: list[str], images: list) -> tuple[np.ndarray, int]:
-    """Text vectors then image vectors (one shared space), and the texts' token count."""
-    parts = []
+    """Text vectors then image vectors (one shared space), and the tokens the texts made."""
+    parts, tokens = [], 0
     if texts:
-        parts.append(model.embed_texts(texts).vectors)
+        embedded = model.embed_texts(texts)
+        parts.append(embedded.vectors)
+        tokens = embedded.tokens or 0
     if images:
         parts.append(model.embed_images(images).vectors)
-    return np.concatenate(parts).astype(np.float32), model.count_tokens(texts) if texts else 0
+    return np.concatenate(parts).astype(np.float32), tokens
 
 
 def _encode(vec: np.ndarray, encoding: str):
