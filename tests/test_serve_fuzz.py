@@ -86,7 +86,8 @@ def _image_uri(width: int, height: int, fmt: str) -> str:
 
 def _mostly(usual, rare, odds: int = 3):
     """``usual``, and ``rare`` about once in ``odds + 1`` draws (so most bodies still reach the model)."""
-    return st.integers(0, odds).flatmap(lambda i: rare if i == 0 else usual)
+    # hypothesis leans towards the first choice, which here is the usual one
+    return st.sampled_from([True] * odds + [False]).flatmap(lambda is_usual: usual if is_usual else rare)
 
 
 # ordinary sizes, and the extreme shapes a hostile client sends (1-pixel lines, huge aspect ratios)
@@ -106,12 +107,13 @@ _parts = st.lists(st.one_of(st.builds(lambda t: {"type": "text", "text": t}, _te
                   min_size=1, max_size=3)
 _chats = st.fixed_dictionaries(
     {"model": st.just("qwen"),
-     "messages": st.lists(st.fixed_dictionaries({"role": st.sampled_from(["system", "user", "assistant"]),
+     "messages": st.lists(st.fixed_dictionaries({"role": st.sampled_from(["system", "user", "user", "assistant"]),
                                                  "content": st.one_of(_texts, _parts)}),
                           min_size=1, max_size=3)},
-    optional={"max_tokens": _mostly(st.integers(1, 6), st.sampled_from([0, -1, 10**30, "5", 2.5])),
-              "temperature": _mostly(st.floats(0, 2), _extreme), "top_p": _mostly(st.floats(1e-9, 1), _extreme),
-              "seed": _mostly(st.integers(0, 2**63 - 1), st.sampled_from([-(2**63), 2**64, "7", 1.5])),
+    optional={"max_tokens": _mostly(st.integers(1, 6), st.sampled_from([0, -1, 10**30, "5", 2.5]), odds=6),
+              "temperature": _mostly(st.floats(0, 2), _extreme, odds=6),
+              "top_p": _mostly(st.floats(1e-9, 1), _extreme, odds=6),
+              "seed": _mostly(st.integers(0, 2**63 - 1), st.sampled_from([-(2**63), 2**64, "7", 1.5]), odds=6),
               "stop": st.lists(st.text(min_size=1, max_size=3), max_size=2),
               "stream": st.booleans()})
 _embedding_inputs = st.one_of(
@@ -151,7 +153,9 @@ def test_well_formed_chats_with_odd_images_and_options_get_no_server_error(api_s
         answered.append(r.status_code == 200)
 
     check()
-    assert sum(answered) >= len(answered) // 4, f"only {sum(answered)} of {len(answered)} bodies reached the model"
+    # about 45% reach the model on average (the rest are refused on purpose); a fifth is a floor
+    # the random draws stay above with a wide margin
+    assert sum(answered) >= len(answered) // 5, f"only {sum(answered)} of {len(answered)} bodies reached the model"
 
 
 def test_embeddings_of_odd_images_and_long_texts_get_no_server_error(api_schema):
