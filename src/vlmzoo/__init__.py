@@ -29,18 +29,19 @@ _EXPORTS = {
     "Hit": "vlmzoo.tasks",
     "Grounding": "vlmzoo.tasks",
     "Box": "vlmzoo.tasks",
+    "Point": "vlmzoo.tasks",
     "VlmzooError": "vlmzoo.errors",
 }
 
 __all__ = ["load", "list_models", "Message", "ImagePart", "Answer", "Caption", "ClassScores", "Embeddings",
-           "MatchScores", "Retrieval", "Hit", "Grounding", "Box", "VlmzooError", "__version__"]
+           "MatchScores", "Retrieval", "Hit", "Grounding", "Box", "Point", "VlmzooError", "__version__"]
 
 if TYPE_CHECKING:
     from vlmzoo.catalog import list_models
     from vlmzoo.errors import VlmzooError
     from vlmzoo.loading import load
     from vlmzoo.tasks import (Answer, Box, Caption, ClassScores, Embeddings, Grounding, Hit, ImagePart, MatchScores,
-                              Message, Retrieval)
+                              Message, Point, Retrieval)
 
 
 def __getattr__(name: str):

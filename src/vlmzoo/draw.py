@@ -1,4 +1,4 @@
-"""Draw canonical boxes onto a copy of an image (for ``vlmzoo ground --draw``)."""
+"""Draw canonical boxes and points onto a copy of an image (``vlmzoo ground/point/detect --draw``)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,23 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from vlmzoo.tasks import Box
+from vlmzoo.tasks import Box, Point
 
 COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6")
 
 
-def draw_boxes(image: Image.Image, boxes: list[Box] | tuple[Box, ...]) -> Image.Image:
-    """A copy of ``image`` with each box outlined and labelled; the original is left alone."""
+def draw_boxes(image: Image.Image, boxes: list[Box] | tuple[Box, ...],
+               points: list[Point] | tuple[Point, ...] = ()) -> Image.Image:
+    """A copy of ``image`` with each box outlined and labelled and each point marked (a ringed
+    dot); the original is left alone."""
     out = image.convert("RGB").copy()
     pen = ImageDraw.Draw(out)
     width = max(2, round(min(out.size) / 200))
+    radius = 2 * width + 2
+    for i, p in enumerate(points):
+        colour = COLOURS[i % len(COLOURS)]
+        pen.ellipse((p.x - radius, p.y - radius, p.x + radius, p.y + radius), fill=colour, outline="white",
+                    width=max(1, width // 2))
     for i, box in enumerate(boxes):
         colour = COLOURS[i % len(COLOURS)]
         pen.rectangle((box.x0, box.y0, box.x1, box.y1), outline=colour, width=width)
@@ -27,8 +34,8 @@ def draw_boxes(image: Image.Image, boxes: list[Box] | tuple[Box, ...]) -> Image.
     return out
 
 
-def save_drawn(image: Image.Image, boxes, path: str | Path) -> Path:
+def save_drawn(image: Image.Image, boxes, path: str | Path, points=()) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    draw_boxes(image, boxes).save(path)
+    draw_boxes(image, boxes, points).save(path)
     return path

@@ -114,3 +114,28 @@ def resolve(hub_id: str, revision: str | None = None, models_dir=None, before_do
     if before_download is not None:
         before_download()
     return download(hub_id, revision)
+
+
+def resolve_file(repo_id: str, filename: str, revision: str | None = None, models_dir=None) -> Path:
+    """One file of ``repo_id``: from the mirror (``$VLMZOO_MODELS_DIR/<org>/<name>/<file>``),
+    the Hugging Face cache, or the hub."""
+    root = models_dir or os.environ.get(MODELS_DIR_ENV)
+    if root and (Path(root) / repo_id / filename).is_file():
+        return Path(root) / repo_id / filename
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
+        hf_hub_download = None
+    if hf_hub_download is not None:
+        try:
+            return Path(hf_hub_download(repo_id, filename, revision=revision, local_files_only=True))
+        except Exception:  # noqa: BLE001 - not in the cache: fetch it below
+            pass
+    if not hub_reachable():
+        raise HubUnreachableError(
+            f"cannot fetch {filename!r} of {repo_id!r}: the Hugging Face hub ({hub_endpoint()}) is unreachable and "
+            f"no local copy was found (HF cache, or ${MODELS_DIR_ENV}/{repo_id}/{filename})")
+    try:
+        return Path(hf_hub_download(repo_id, filename, revision=revision))
+    except Exception as e:  # noqa: BLE001 - surface the hub's own reason in one line
+        raise HubUnreachableError(f"cannot fetch {filename!r} of {repo_id!r} from the hub: {e}") from None

@@ -65,7 +65,10 @@ def resolve(
         torch_dtype = dtype_for(cls)
         params = entry.checkpoint.params_b or entry.card.params_b
         fits = lambda: check_fits(entry.checkpoint.name, params, _name(torch_dtype), device)  # noqa: E731
-        path = hub.resolve(entry.checkpoint.hub_id, revision, models_dir, before_download=fits)
+        ck = entry.checkpoint
+        path = hub.resolve(ck.hub_id, revision or ck.revision, models_dir, before_download=fits)
+        if ck.files_from:
+            path = _with_files_from(path, ck, models_dir)
     else:
         path = what.path if isinstance(what, FolderName) else hub.resolve(what.hub_id, revision, models_dir)
         cls = families.family_class(_family_of_folder(path))
@@ -132,6 +135,33 @@ def _resolve_api(api: ApiName) -> Resolved:
     """An API model's identity: its family, model id and endpoint."""
     cls = families.family_class(api.family)
     return Resolved(api.name, None, cls, None, "api", api.entry, cls.target_for(api.model, api.base_url))
+
+
+def _with_files_from(path: Path, ck, models_dir) -> Path:
+    """The checkpoint as one folder: its files, with those its official code takes from other
+    hub repos (``files_from``) in their place; links in vlmzoo's cache, nothing copied."""
+    import hashlib
+
+    from vlmzoo.cache_dir import cache_dir
+
+    extra = {name: hub.resolve_file(repo, name, models_dir=models_dir) for name, repo in ck.files_from.items()}
+    key = hashlib.sha256(repr((str(path.resolve()), sorted((n, str(p)) for n, p in extra.items()))).encode())
+    root = cache_dir("checkpoints")
+    if root is None:
+        raise UnknownModelError(f"{ck.name} needs {', '.join(extra)} beside its weights and no cache folder can be "
+                                "written to lay them out; set $XDG_CACHE_HOME to a writable folder")
+    folder = root / f"{ck.name}-{key.hexdigest()[:12]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    wanted = {p.name: p.resolve() for p in path.iterdir() if p.is_file() and p.name not in extra}
+    wanted.update({name: p.resolve() for name, p in extra.items()})
+    for name, target in wanted.items():
+        link = folder / name
+        if not (link.is_symlink() and link.resolve() == target):
+            temporary = folder / f".{name}.{os.getpid()}"  # made aside, then renamed: atomic for a concurrent load
+            temporary.unlink(missing_ok=True)
+            temporary.symlink_to(target)
+            os.replace(temporary, link)
+    return folder
 
 
 def _family_of_folder(path: Path) -> str:

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-TASKS: tuple[str, ...] = ("caption", "ask", "classify", "embed", "match", "retrieve", "ground", "detect")
+TASKS: tuple[str, ...] = ("caption", "ask", "classify", "embed", "match", "retrieve", "ground", "detect", "point")
 
 ROLES = ("system", "user", "assistant")
 
@@ -271,14 +271,35 @@ class Box:
 
 
 @dataclass(frozen=True)
+class Point:
+    """Canonical point: pixel x, y in the original image, plus the label it points at."""
+
+    x: float
+    y: float
+    label: str = ""
+
+    @classmethod
+    def from_fractions(cls, fx: float, fy: float, width: int, height: int, label: str = "") -> "Point":
+        """A point given as fractions of the image (0..1), in pixels, clamped to it."""
+        return cls(min(max(fx, 0.0), 1.0) * width, min(max(fy, 0.0), 1.0) * height, label)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class Grounding:
-    """Boxes found for a phrase in one image, plus the model's raw output for inspection."""
+    """Boxes (or, for pointing, points) found for a phrase in one image, plus the model's raw
+    output for inspection."""
 
     image: str
     phrase: str
     boxes: tuple[Box, ...]
     raw: str
+    points: tuple[Point, ...] = ()
 
     def to_dict(self) -> dict:
-        return {"image": self.image, "phrase": self.phrase, "raw": self.raw,
-                "boxes": [b.to_dict() for b in self.boxes]}
+        out = {"image": self.image, "phrase": self.phrase, "raw": self.raw, "boxes": [b.to_dict() for b in self.boxes]}
+        if self.points:
+            out["points"] = [p.to_dict() for p in self.points]
+        return out

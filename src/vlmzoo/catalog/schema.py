@@ -26,6 +26,7 @@ GroundingFormat = Literal[
     "qwen-box",
     "florence2-loc",
     "molmo-point",
+    "moondream-region",
     "text-coordinates",
 ]
 
@@ -91,6 +92,10 @@ class Checkpoint(BaseModel):
 
     name: str
     hub_id: str | None = None  # None for API models
+    revision: str | None = None  # the hub revision (branch, tag or commit) vlmzoo's code follows
+    # files the official code takes from other hub repos, by file name -> repo (moondream2's
+    # tokenizer.json comes from moondream/starmie-v1): laid beside the checkpoint's own files
+    files_from: dict[str, str] = {}
     params_b: float | None = None
     tasks: tuple[str, ...] | None = None  # narrows the card's tasks for this checkpoint
     note: str = ""
@@ -147,6 +152,8 @@ class Card(BaseModel):
     sources: dict[str, str]
     corrections: tuple[Correction, ...] = ()
     notes: str = ""
+    # for a model vlmzoo implements itself: the official code (repository@commit, path) it follows
+    ported_from: str = ""
     # CPU dtype when the user asks for none; unset means the family's choice
     cpu_dtype: Literal["float32", "bfloat16"] | None = None
 

@@ -31,7 +31,8 @@ def _tri(flag: str, help: str):
 
 
 @click.command()
-@click.option("--task", help="only models that do this task (caption, ask, classify, embed, match, retrieve, ground)")
+@click.option("--task", help="only models that do this task (caption, ask, classify, embed, match, retrieve, "
+                             "ground, detect, point)")
 @click.option("--type", "kind", help="VLM, LMM or multimodal")
 @click.option("--arch", "architecture", help="dual encoder, vision-language bridge, unified transformer, cross-modal embedding")
 @click.option("--license", help="substring of the license or its short name, e.g. apache, non-commercial")
@@ -126,7 +127,8 @@ def show(model_id, as_json):
         price = (f" ${ck.price.input_per_1m:g} / ${ck.price.output_per_1m:g} per 1M input / output tokens "
                  f"(read {ck.price.read_on}, {ck.price.source})" if ck.price else "")
         params = f" {_fmt_params(ck.params_b)}" if ck.params_b else ""
-        table.add_row("checkpoint", f"{ck.name}: {ck.hub_id or '(API)'} [{tasks}]{params}{price}")
+        pinned = f"@{ck.revision}" if ck.revision else ""
+        table.add_row("checkpoint", f"{ck.name}: {ck.hub_id or '(API)'}{pinned} [{tasks}]{params}{price}")
     for corr in card.corrections:
         table.add_row("correction", f"{corr.field}: seed said {corr.seed!r}, correct is {corr.corrected!r}. {corr.why}")
     console().print(table)

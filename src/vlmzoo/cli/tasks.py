@@ -213,24 +213,25 @@ def match(images, texts, **opts):
 
 
 def _run_boxes(result, opts, draw_path, image):
-    """Print boxes (table or JSON) and optionally draw them on a copy of the image."""
+    """Print boxes and points (table or JSON) and optionally draw them on a copy of the image."""
     rows = [{"image": result.image, "label": b.label, "x0": b.x0, "y0": b.y0, "x1": b.x1, "y1": b.y1}
             for b in result.boxes]
+    rows += [{"image": result.image, "label": p.label, "x": p.x, "y": p.y} for p in result.points]
     if opts.get("jsonl") or opts.get("out"):
         emit([result.to_dict()], opts, ())
     else:
-        emit(rows, opts, ("label", "x0", "y0", "x1", "y1"))
+        emit(rows, opts, ("label", "x0", "y0", "x1", "y1") if result.boxes else ("label", "x", "y"))
         if not rows:
-            console(stderr=True).print(f"no box found; the model said: {result.raw!r}", highlight=False)
+            console(stderr=True).print(f"nothing found; the model said: {result.raw!r}", highlight=False)
     if draw_path:
         from vlmzoo.draw import save_drawn
 
-        save_drawn(image, result.boxes, draw_path)
-        console(stderr=True).print(f"boxes drawn on {draw_path}", highlight=False)
+        save_drawn(image, result.boxes, draw_path, points=result.points)
+        console(stderr=True).print(f"drawn on {draw_path}", highlight=False)
 
 
 _DRAW = click.option("--draw", "draw_path", type=click.Path(dir_okay=False),
-                     help="save a copy of the image with the boxes drawn")
+                     help="save a copy of the image with the boxes or points drawn")
 
 
 @click.command()
@@ -247,6 +248,20 @@ def ground(image, phrase, max_new_tokens, draw_path, **opts):
     finish(intake.errors)
     gen = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}
     _run_boxes(model.ground(intake.images[0], phrase, **gen), opts, draw_path, intake.images[0].image)
+
+
+@click.command()
+@click.argument("image")
+@click.argument("phrase")
+@_model_options
+@_DRAW
+def point(image, phrase, draw_path, **opts):
+    """Point at each thing a phrase names in an image (pixel x, y in the original image)."""
+    model = _load(opts)
+    model.require("point")
+    intake = _take([image], opts)
+    finish(intake.errors)
+    _run_boxes(model.point(intake.images[0], phrase), opts, draw_path, intake.images[0].image)
 
 
 @click.command()

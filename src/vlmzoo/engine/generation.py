@@ -134,6 +134,25 @@ def _integer(name: str, value, low: int, high: int | None) -> None:
         raise InputError(f"{name} must be an integer {span}, got {value}")
 
 
+def pick_next(logits, opts: GenerationOptions, generator=None):
+    """Next token per row of (B, V) logits: argmax, or a sample under temperature / top-k / top-p
+    (``generator``: a seeded torch.Generator for repeatable samples)."""
+    import torch
+
+    if not opts.sampling:
+        return logits.argmax(-1)
+    logits = logits.float() / (opts.temperature or 1.0)
+    if opts.top_k:
+        kth = logits.topk(min(opts.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if opts.top_p is not None and opts.top_p < 1:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        cumulative = sorted_logits.softmax(-1).cumsum(-1)
+        drop = cumulative - sorted_logits.softmax(-1) >= opts.top_p  # keep the smallest set reaching top_p
+        logits = logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
+
+
 def trim_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
     """Cut ``text`` at the first stop string; True if one was found."""
     cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)

@@ -58,8 +58,10 @@ BUILTIN: tuple[Family, ...] = (
     Family("gemini", f"{_F}.api.gemini:GeminiModel", api_prefix="gemini"),
     # known to the catalog, code still to come
     Family("minicpm_v", None),
+    Family("moondream1", None),  # the original moondream1: its own layout, code still to come
     Family("molmo", None),
-    Family("moondream", None),
+    # moondream2's 2025 layout (its config.json still says model_type "moondream1")
+    Family("moondream", f"{_F}.moondream:MoondreamModel", ("moondream1",)),
     Family("nvlm", None),
     Family("minigpt4", None),
     Family("imagebind", None),

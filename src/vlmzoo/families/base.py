@@ -293,6 +293,11 @@ class VLModel:
         self.require("detect")
         raise NotImplementedError
 
+    def point(self, images, phrase: str, **gen):
+        """Points at each thing ``phrase`` names (``Grounding.points``, pixels of the original image)."""
+        self.require("point")
+        raise NotImplementedError
+
     def retrieve(self, *, images, texts, k: int = 5, query: str = "text") -> list[Retrieval]:
         """Top-k images for each text (``query="text"``) or texts for each image (``"image"``).
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from vlmzoo.engine.cpu.decode_kernels import kernels
-from vlmzoo.engine.generation import GenerationOptions, Timing
+from vlmzoo.engine.generation import GenerationOptions, Timing, pick_next
 
 # Text decoders whose layers are pre-norm RMSNorm -> rotary GQA attention -> SwiGLU, with
 # nothing else in the residual stream (no sliding window, soft-capping or qk-norm).
@@ -199,22 +199,6 @@ class LeanDecoder:
         return _linear(x[:, 0], self.lm_head, None, g)
 
 
-def _pick(logits: torch.Tensor, opts: GenerationOptions, generator) -> torch.Tensor:
-    """Next token per row: argmax, or a sample under temperature / top-k / top-p."""
-    if not opts.sampling:
-        return logits.argmax(-1)
-    logits = logits.float() / (opts.temperature or 1.0)
-    if opts.top_k:
-        kth = logits.topk(min(opts.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if opts.top_p is not None and opts.top_p < 1:
-        sorted_logits, order = logits.sort(dim=-1, descending=True)
-        cumulative = sorted_logits.softmax(-1).cumsum(-1)
-        drop = cumulative - sorted_logits.softmax(-1) >= opts.top_p  # keep the smallest set reaching top_p
-        logits = logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
-    return torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
-
-
 def lean_generate(model, lean: LeanDecoder, inputs, opts: GenerationOptions, *, eos_ids: set[int], pad_id: int,
                   position_delta, stop_hit=None, on_tokens=None):
     """Generate new tokens for a left-padded batch.
@@ -271,7 +255,7 @@ def lean_generate(model, lean: LeanDecoder, inputs, opts: GenerationOptions, *, 
         logits = lean.step(token, index + delta, index, mask[:, : index + 1] if mask is not None else None)
         if opts.min_new_tokens and step < opts.min_new_tokens:
             logits[:, eos] = float("-inf")
-        token = _pick(logits, opts, generator)
+        token = pick_next(logits, opts, generator)
         new[alive, step] = token
         counts[alive] += 1
         if on_tokens is not None:
