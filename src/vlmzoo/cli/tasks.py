@@ -242,12 +242,8 @@ _DRAW = click.option("--draw", "draw_path", type=click.Path(dir_okay=False),
 @_DRAW
 def ground(image, phrase, max_new_tokens, draw_path, **opts):
     """Find boxes for a phrase in an image (pixel xyxy in the original image)."""
-    model = _load(opts)
-    model.require("ground")
-    intake = _take([image], opts)
-    finish(intake.errors)
     gen = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}
-    _run_boxes(model.ground(intake.images[0], phrase, **gen), opts, draw_path, intake.images[0].image)
+    _locate("ground", image, opts, draw_path, phrase, **gen)
 
 
 @click.command()
@@ -257,11 +253,7 @@ def ground(image, phrase, max_new_tokens, draw_path, **opts):
 @_DRAW
 def point(image, phrase, draw_path, **opts):
     """Point at each thing a phrase names in an image (pixel x, y in the original image)."""
-    model = _load(opts)
-    model.require("point")
-    intake = _take([image], opts)
-    finish(intake.errors)
-    _run_boxes(model.point(intake.images[0], phrase), opts, draw_path, intake.images[0].image)
+    _locate("point", image, opts, draw_path, phrase)
 
 
 @click.command()
@@ -271,9 +263,14 @@ def point(image, phrase, draw_path, **opts):
 @_DRAW
 def detect(image, max_new_tokens, draw_path, **opts):
     """Find and label every object a model sees in an image."""
+    gen = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}
+    _locate("detect", image, opts, draw_path, **gen)
+
+
+def _locate(task: str, image, opts, draw_path, *args, **gen):
+    """ground, point or detect on one image: the model's boxes or points, printed and drawn."""
     model = _load(opts)
-    model.require("detect")
+    model.require(task)
     intake = _take([image], opts)
     finish(intake.errors)
-    gen = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}
-    _run_boxes(model.detect(intake.images[0], **gen), opts, draw_path, intake.images[0].image)
+    _run_boxes(getattr(model, task)(intake.images[0], *args, **gen), opts, draw_path, intake.images[0].image)
