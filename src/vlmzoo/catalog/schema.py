@@ -140,7 +140,7 @@ class Card(BaseModel):
     training_data: str
     license: str  # the full text: which license, for what, with caveats
     # what a table shows: the SPDX id where one exists, else "proprietary", "non-commercial" or
-    # the license's own short name (Gemma, Llama-2, Llama-3.2, MiniCPM)
+    # the license's own short name (Gemma, Llama-2, Llama-3.2, MiniCPM), or "unknown"
     license_short: str = Field(pattern=r"^[A-Za-z0-9.+\-]+( / [A-Za-z0-9.+\-]+)?$", max_length=24)
     access: Access
     tasks: tuple[str, ...]
