@@ -52,6 +52,8 @@ BUILTIN: tuple[Family, ...] = (
     Family("mllama", f"{_F}.mllama:MllamaModel", ("mllama",)),
     Family("idefics3", f"{_F}.idefics3:Idefics3Model", ("idefics3", "smolvlm")),
     Family("gemma3", f"{_F}.gemma3:Gemma3Model", ("gemma3",)),
+    # implemented in vlmzoo (families/<name>/): official checkpoint layouts, no Hub code
+    Family("molmo", f"{_F}.molmo:MolmoModel", ("molmo",)),
     # API models (families/api/): no weights, a provider's HTTP API behind the same tasks
     Family("openai", f"{_F}.api.openai:OpenAIModel", api_prefix="openai"),
     Family("openai_compatible", f"{_F}.api.openai:OpenAICompatibleModel", api_prefix="openai-compatible"),
@@ -59,7 +61,6 @@ BUILTIN: tuple[Family, ...] = (
     # known to the catalog, code still to come
     Family("minicpm_v", None),
     Family("moondream1", None),  # the original moondream1: its own layout, code still to come
-    Family("molmo", None),
     # moondream2's 2025 layout (its config.json still says model_type "moondream1")
     Family("moondream", f"{_F}.moondream:MoondreamModel", ("moondream1",)),
     Family("nvlm", None),

@@ -2,22 +2,57 @@
 
 For the families that implement a model themselves (families/<name>/modeling.py): the
 checkpoint's safetensors files, as published (one file, or shards listed in
-``model.safetensors.index.json``), are read tensor by tensor; each official name is renamed by
-the family's table (``convert.py``: ordered (pattern, replacement) regex rules, the first
-match wins); and the result must fill the modules exactly: a tensor no rule maps, a module
-tensor nothing fills, and a shape that differs are each an error naming the tensors, never a
-warning. The modules are built on the meta device first, so weights are held once.
+``model.safetensors.index.json``), are read tensor by tensor into the modules, following the
+family's table (``convert.py``). A table row is one of:
+
+- ``(pattern, replacement)``: one official tensor is one of ours, renamed (regex, whole name);
+- ``Split(pattern, targets)``: one official tensor is several of ours stacked along dim 0 (a
+  fused q/k/v projection); each part's size is read off our module, so the table needs no config;
+- ``Join(parts, target)``: several official tensors are one of ours stacked along dim 0 (an
+  embedding and the rows added to it later).
+
+The first row whose pattern matches wins. Before a byte of weights is read, the plan is checked
+against the modules from the files' headers alone: a tensor no row maps, a module tensor nothing
+fills, and a shape that differs are each an error naming the tensors, never a warning. The
+modules are built on the meta device first, so weights are held once.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from vlmzoo.errors import UnknownModelError
 
 INDEX = "model.safetensors.index.json"
+
+
+@dataclass(frozen=True)
+class Split:
+    pattern: str
+    targets: tuple[str, ...]  # replacements, in the order the parts are stacked
+
+
+@dataclass(frozen=True)
+class Join:
+    parts: tuple[str, ...]  # patterns, in the order the tensors are stacked
+    target: str  # the replacement; every part must name the same tensor of ours
+
+
+@dataclass
+class Step:
+    """Official tensor(s) -> our tensor(s): one rename, one split or one join."""
+    sources: list[str]
+    targets: list[str]
+
+
+@dataclass
+class Plan:
+    steps: list[Step] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
 
 
 def weight_files(folder: Path) -> list[Path]:
@@ -39,42 +74,94 @@ def weight_files(folder: Path) -> list[Path]:
     return files
 
 
-def rename(name: str, table: list[tuple[str, str]]) -> str | None:
-    """``name`` through the first rule whose pattern matches it whole; None if none does."""
-    for pattern, replacement in table:
-        if re.fullmatch(pattern, name):
-            return re.sub(pattern, replacement, name)
+def route(name: str, table) -> tuple[list[str], tuple[int, int] | None] | None:
+    """Where ``name`` goes: (our tensor names, (part index, parts) for a Join row else None), or
+    None when no row matches."""
+    for rule in table:
+        if isinstance(rule, Split):
+            if re.fullmatch(rule.pattern, name):
+                return [re.sub(rule.pattern, t, name) for t in rule.targets], None
+        elif isinstance(rule, Join):
+            for i, part in enumerate(rule.parts):
+                if re.fullmatch(part, name):
+                    return [re.sub(part, rule.target, name)], (i, len(rule.parts))
+        elif re.fullmatch(rule[0], name):
+            return [re.sub(rule[0], rule[1], name)], None
     return None
 
 
-def load_official(module, folder: Path, table: list[tuple[str, str]], *, device: str, dtype):
+def rename(name: str, table) -> str | None:
+    """``name``'s single target (rename and join rows), or None: for tables of plain renames."""
+    found = route(name, table)
+    return found[0][0] if found and len(found[0]) == 1 else None
+
+
+def plan(official: dict[str, tuple], table, expected: dict[str, tuple]) -> Plan:
+    """How the official tensors (name -> shape) fill ours (name -> shape), and what does not fit."""
+    result = Plan()
+    unmapped, wrong, missing, joins = [], [], [], {}
+    for name, shape in official.items():
+        found = route(name, table)
+        targets = found[0] if found else []
+        if not found or any(t not in expected for t in targets):
+            unmapped.append(f"{name} (-> {', '.join(targets)})" if targets else name)
+        elif found[1] is not None:  # one part of a Join: stacked once all its parts are known
+            joins.setdefault(targets[0], [None] * found[1][1])[found[1][0]] = (name, shape)
+        elif not _stacks(shape, [expected[t] for t in targets]):
+            wrong.append(f"{name}: {tuple(shape)}, the model wants {' + '.join(str(expected[t]) for t in targets)}")
+        else:
+            result.steps.append(Step([name], targets))
+    for target, parts in joins.items():
+        if None in parts:
+            missing.append(f"{target} (a part of it)")
+        elif not _stacks(expected[target], [shape for _, shape in parts]):
+            wrong.append(f"{' + '.join(n for n, _ in parts)}: {' + '.join(str(tuple(s)) for _, s in parts)}, "
+                         f"the model wants {expected[target]}")
+        else:
+            result.steps.append(Step([n for n, _ in parts], [target]))
+    missing = sorted(set(expected) - {t for step in result.steps for t in step.targets} - set(joins)) + missing
+    for items, what in ((unmapped, "tensor(s) no rule maps to the model"), (wrong, "tensor(s) of the wrong shape"),
+                        (missing, "model tensor(s) the checkpoint does not hold")):
+        if items:
+            result.problems.append(f"{len(items)} {what}: {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}")
+    return result
+
+
+def _stacks(whole, parts) -> bool:
+    """``parts`` stacked along dim 0 make ``whole``."""
+    whole, parts = tuple(whole), [tuple(p) for p in parts]
+    return (all(len(p) == len(whole) and p[1:] == whole[1:] for p in parts)
+            and sum(p[0] if p else 1 for p in parts) == (whole[0] if whole else 1)
+            and (len(parts) == 1 or len(whole) > 0))
+
+
+def load_official(module, folder: Path, table, *, device: str, dtype):
     """``module`` (built on the meta device) with the checkpoint's tensors, on ``device`` in
     ``dtype`` and in eval mode."""
+    import torch
     from safetensors import safe_open
 
     from vlmzoo.engine.memory import read_safetensors_header
 
     expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-    state, unmapped, wrong = {}, [], []
+    where, shapes = {}, {}
     for file in weight_files(folder):
-        read_safetensors_header(file)  # a damaged file is named, not a traceback
-        with safe_open(str(file), framework="pt") as f:
-            for name in f.keys():
-                target = rename(name, table)
-                if target is None or target not in expected:
-                    unmapped.append(f"{name} (-> {target})" if target else name)
-                    continue
-                tensor = f.get_tensor(name)
-                if tuple(tensor.shape) != expected[target]:
-                    wrong.append(f"{name}: {tuple(tensor.shape)}, the model wants {expected[target]}")
-                    continue
-                state[target] = tensor.to(device=device, dtype=dtype)
-    missing = sorted(set(expected) - set(state))
-    problems = [(unmapped, "tensor(s) no rule maps to the model"), (wrong, "tensor(s) of the wrong shape"),
-                (missing, "model tensor(s) the checkpoint does not hold")]
-    found = [f"{len(items)} {what}: {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}"
-             for items, what in problems if items]
-    if found:
-        raise UnknownModelError(f"{folder}: the checkpoint does not match the model; " + "; ".join(found))
+        for name, meta in read_safetensors_header(file).items():  # a damaged file is named
+            if name != "__metadata__":
+                where[name], shapes[name] = file, tuple(meta["shape"])
+    steps = plan(shapes, table, expected)
+    if steps.problems:
+        raise UnknownModelError(f"{folder}: the checkpoint does not match the model; " + "; ".join(steps.problems))
+    state = {}
+    with ExitStack() as stack:
+        handles = {f: stack.enter_context(safe_open(str(f), framework="pt")) for f in set(where.values())}
+        for step in steps.steps:
+            tensors = [handles[where[n]].get_tensor(n).to(device=device, dtype=dtype) for n in step.sources]
+            if len(step.targets) > 1:  # a split: the parts' sizes are ours
+                for target, part in zip(step.targets, tensors[0].split([expected[t][0] for t in step.targets])):
+                    state[target] = part.contiguous()
+            else:
+                state[step.targets[0]] = tensors[0] if len(tensors) == 1 else torch.cat(tensors)
     module.load_state_dict(state, strict=True, assign=True)
-    return module.to(device=device, dtype=dtype).eval()
+    # buffers outside the checkpoint (rotary tables) keep their own dtype, as transformers keeps them
+    return module.to(device=device).eval()

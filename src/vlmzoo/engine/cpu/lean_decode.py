@@ -231,7 +231,7 @@ def lean_generate(model, lean: LeanDecoder, inputs, opts: GenerationOptions, *, 
     counts = torch.ones(batch, dtype=torch.long)
     if on_tokens is not None:
         on_tokens([int(first[0])])
-    lean.start(out.past_key_values, opts.max_new_tokens)
+    lean.start(out.cache, opts.max_new_tokens)
     delta = position_delta(model, inputs).reshape(-1).to(torch.long)
     mask = inputs.get("attention_mask")
     mask = None if mask is None or bool(mask.all()) else torch.cat(

@@ -11,10 +11,10 @@ moondream1 are other layouts, not read here: they are refused by name.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from vlmzoo.errors import UnknownModelError
+from vlmzoo.families import hf
 from vlmzoo.families.checkpoints import load_official
 from vlmzoo.families.moondream.modeling import Moondream, MoondreamConfig
 
@@ -27,11 +27,7 @@ TABLE: list[tuple[str, str]] = [
 
 
 def read_config(path: Path) -> MoondreamConfig:
-    cfg_file = Path(path) / "config.json"
-    try:
-        raw = json.loads(cfg_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise UnknownModelError(f"{cfg_file}: cannot be read ({e})") from None
+    raw = hf.read_config(path)
     if raw.get("model_type") != MODEL_TYPE or ARCHITECTURE not in (raw.get("architectures") or []):
         raise UnknownModelError(
             f"{path}: not a moondream2 checkpoint of the layout vlmzoo reads (model_type {MODEL_TYPE!r}, "
@@ -40,7 +36,7 @@ def read_config(path: Path) -> MoondreamConfig:
     try:
         return MoondreamConfig.from_dict(raw.get("config") or {})
     except (TypeError, ValueError) as e:
-        raise UnknownModelError(f"{cfg_file}: {e}") from None
+        raise UnknownModelError(f"{Path(path) / 'config.json'}: {e}") from None
 
 
 def load(path: Path, *, device: str, dtype) -> Moondream:
