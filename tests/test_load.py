@@ -37,8 +37,8 @@ def test_hub_id_not_in_catalog_goes_to_the_hub():
 
 
 def test_planned_family_is_refused_clearly():
-    with pytest.raises(UnknownModelError, match="cannot load family 'nvlm' yet"):
-        vlmzoo.load("nvlm-d-72b")
+    with pytest.raises(UnknownModelError, match="cannot load family 'seed' yet"):
+        vlmzoo.load("seed")
 
 
 def test_folder_checks(tmp_path, tiny):

@@ -132,7 +132,7 @@ def test_crops_masks_tokens_and_positions_equal_the_official(variant):
         assert (_sha(part.crops), _sha(part.masks)) == (r["crops_sha256"], r["image_masks_sha256"]), name
         inputs = model.encode([prompt], [model.take_images(IMAGES / name)])
         assert inputs["input_ids"][0].tolist() == r["input_ids"], name
-        assert inputs["image_input_idx"][0].tolist() == r["image_input_idx"], name
+        assert inputs["image_positions"][0].tolist() == r["image_input_idx"], name
     assert processing.prompt_text([("user", "a"), ("assistant", "b"), ("user", "c")], "<E>") == \
         " User: a Assistant: b<E> User: c Assistant:"
 

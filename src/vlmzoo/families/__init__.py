@@ -54,16 +54,16 @@ BUILTIN: tuple[Family, ...] = (
     Family("gemma3", f"{_F}.gemma3:Gemma3Model", ("gemma3",)),
     # implemented in vlmzoo (families/<name>/): official checkpoint layouts, no Hub code
     Family("molmo", f"{_F}.molmo:MolmoModel", ("molmo",)),
+    Family("minicpm_v", f"{_F}.minicpm_v:MiniCPMVModel", ("minicpmv",)),
+    Family("nvlm", f"{_F}.nvlm:NVLMModel", ("NVLM_D",)),
+    # moondream2's 2025 layout (its config.json still says model_type "moondream1")
+    Family("moondream", f"{_F}.moondream:MoondreamModel", ("moondream1",)),
     # API models (families/api/): no weights, a provider's HTTP API behind the same tasks
     Family("openai", f"{_F}.api.openai:OpenAIModel", api_prefix="openai"),
     Family("openai_compatible", f"{_F}.api.openai:OpenAICompatibleModel", api_prefix="openai-compatible"),
     Family("gemini", f"{_F}.api.gemini:GeminiModel", api_prefix="gemini"),
     # known to the catalog, code still to come
-    Family("minicpm_v", None),
     Family("moondream1", None),  # the original moondream1: its own layout, code still to come
-    # moondream2's 2025 layout (its config.json still says model_type "moondream1")
-    Family("moondream", f"{_F}.moondream:MoondreamModel", ("moondream1",)),
-    Family("nvlm", None),
     Family("minigpt4", None),
     Family("imagebind", None),
     Family("seed", None),

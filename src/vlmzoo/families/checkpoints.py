@@ -165,3 +165,9 @@ def load_official(module, folder: Path, table, *, device: str, dtype):
     module.load_state_dict(state, strict=True, assign=True)
     # buffers outside the checkpoint (rotary tables) keep their own dtype, as transformers keeps them
     return module.to(device=device).eval()
+
+
+def rebuild_rotary(model, config) -> None:
+    """A transformers decoder built on the meta device: its rotary table, which is no checkpoint
+    tensor, built for real and in float32 (as transformers keeps it in any dtype)."""
+    model.model.rotary_emb = type(model.model.rotary_emb)(config=config)

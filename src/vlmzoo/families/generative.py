@@ -20,7 +20,13 @@ from vlmzoo.engine.generation import (
     trim_stop,
 )
 from vlmzoo.errors import InputError
-from vlmzoo.families.base import VLModel, ask_requests, check_caption_prompt, check_stream, is_single
+from vlmzoo.families.base import (
+    VLModel,
+    ask_requests,
+    check_caption_prompt,
+    check_stream,
+    is_single,
+)
 from vlmzoo.images import LoadedImage
 from vlmzoo.tasks import Answer, AskRequest, Caption, Grounding
 
@@ -93,6 +99,10 @@ class GenerativeModel(VLModel):
         import inspect
 
         return name in inspect.signature(self.model.forward).parameters
+
+    def decode(self, ids, keep_special: bool = False) -> str:
+        """Token ids -> text (family hook: MiniCPM-V drops id 0, as its official decoder does)."""
+        return self.tokenizer.decode(ids, skip_special_tokens=not keep_special)
 
     def clean(self, text: str) -> str:
         """Family hook: tidy a decoded answer (e.g. drop a task prefix)."""
@@ -190,7 +200,7 @@ class GenerativeModel(VLModel):
                 new = out[:, prompt_len:] if self.echoes_prompt else out
                 counts = None
         # grounding keeps special tokens: box markers are special tokens in several families
-        texts = self.tokenizer.batch_decode(new, skip_special_tokens=not keep_special)
+        texts = [self.decode(row, keep_special) for row in new]
         eos = self._eos_ids()
         mask = inputs.get("attention_mask")
         answers = []
@@ -229,7 +239,7 @@ class GenerativeModel(VLModel):
 
     def _stop_check(self, stop: tuple[str, ...], keep_special: bool):
         def hit(ids: list[int]) -> bool:
-            text = self.tokenizer.decode(ids, skip_special_tokens=not keep_special)
+            text = self.decode(ids, keep_special)
             return any(s in text for s in stop)
 
         return hit
@@ -246,6 +256,6 @@ class GenerativeModel(VLModel):
         return ids
 
     def _stream(self, prompt, images, question, opts) -> TextStream:
-        stream = TextStream(lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True), opts.stop)
+        stream = TextStream(self.decode, opts.stop)
         return run_in_thread(stream, lambda: self._generate([prompt], [images], [question], opts,
                                                             on_tokens=stream.push)[0])

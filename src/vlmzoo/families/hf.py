@@ -49,6 +49,25 @@ def load_model(model_cls, path: Path, *, device: str, dtype):
     return model.to(device).eval()
 
 
+def load_tokenizer(path: Path, family: str, fast_only: bool = False):
+    """The checkpoint's tokenizer, never with Hub code, for a family whose config.json transformers
+    does not know (its "model of type ..." notice silenced). ``fast_only``: the fast tokenizer
+    under a tokenizer class that only Hub code defines (MiniCPM-V's)."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        if fast_only:
+            return PreTrainedTokenizerFast.from_pretrained(path)
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    except (OSError, ValueError) as e:
+        raise UnknownModelError(f"{path}: {family}'s tokenizer cannot be loaded ({e})") from None
+    finally:
+        hf_logging.set_verbosity(level)
+
+
 def load_processor(path: Path):
     from transformers import AutoProcessor
 

@@ -55,19 +55,10 @@ class MolmoModel(GenerativeModel):
 
     @classmethod
     def load_processor(cls, path: Path):
-        from transformers import AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
+        from vlmzoo.families.hf import load_tokenizer
         from vlmzoo.families.molmo.processing import CropSettings, MolmoProcessor
 
-        level = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # "model of type molmo": the tokenizer needs no model class
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-        except (OSError, ValueError) as e:
-            raise UnknownModelError(f"{path}: Molmo's tokenizer cannot be loaded ({e})") from None
-        finally:
-            hf_logging.set_verbosity(level)
+        tokenizer = load_tokenizer(path, "Molmo")
         try:
             return MolmoProcessor(tokenizer, CropSettings.from_folder(path))
         except (TypeError, ValueError) as e:

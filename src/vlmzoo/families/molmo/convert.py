@@ -14,7 +14,7 @@ from pathlib import Path
 
 from vlmzoo.errors import UnknownModelError
 from vlmzoo.families import hf
-from vlmzoo.families.checkpoints import Join, Split, load_official
+from vlmzoo.families.checkpoints import Join, Split, load_official, rebuild_rotary
 from vlmzoo.families.molmo.modeling import ADDED_ROWS, VisionConfig, molmo_classes
 
 MODEL_TYPE = "molmo"
@@ -102,6 +102,5 @@ def load(path: Path, *, device: str, dtype):
     with torch.device("meta"):
         model = molmo_classes()[kind](config)
         model.attach_vision(vision, raw["embedding_size"], raw["intermediate_size"] // 2)
-    # the rotary table is no checkpoint tensor: built for real, in float32, as transformers does
-    model.model.rotary_emb = type(model.model.rotary_emb)(config=config)
+    rebuild_rotary(model, config)
     return load_official(model, path, TABLES[kind], device=device, dtype=dtype)

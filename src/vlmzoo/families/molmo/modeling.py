@@ -13,7 +13,7 @@ Molmo (allenai, github.com/allenai/molmo; Hugging Face allenai/Molmo-7B-D-0924 a
   Qwen2. Molmo's embedding has 128 rows beyond the LM head's (``new_embedding``): the image
   tokens' rows in 7B-D.
 - Image features are *added* to the embeddings of the ``<im_patch>`` tokens they belong to
-  (``image_input_idx``), not substituted for them.
+  (``image_positions``), not substituted for them.
 
 The official names of every tensor are in convert.py; crops and token layout in processing.py.
 """
@@ -26,6 +26,8 @@ from functools import cache
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from vlmzoo.families.image_prompt import ImagePromptLM
 
 VIT_LAYERS = (-2, -9)  # hf_molmo.py fixes these for every released checkpoint
 POOL = 2  # 2 x 2 patches per pooled token
@@ -221,38 +223,19 @@ def _neighbourhoods(features: torch.Tensor, grid: int) -> tuple[torch.Tensor, to
     return x.mean(dim=1, keepdim=True), x
 
 
-def add_image_features(embeds: torch.Tensor, features: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``embeds`` (B, T, D) with each pooled token's features added at its position ``index``
-    (B, n_crops, tokens; negative: the token is in a dropped margin or padding)."""
-    b = embeds.shape[0]
-    index = index.reshape(b, -1)
-    features = features.reshape(b, -1, features.shape[-1]).to(embeds.dtype)
-    valid = index >= 0
-    rows = torch.arange(b, device=embeds.device)[:, None].expand_as(index)
-    embeds = embeds.clone()
-    embeds[rows[valid], index[valid]] += features[valid]
-    return embeds
+class MolmoMixin(ImagePromptLM):
+    """What Molmo adds to a transformers causal LM: the vision backbone, its features added to
+    the ``<im_patch>`` embeddings, and an LM head narrower than the embedding."""
 
-
-class MolmoMixin:
-    """What Molmo adds to a transformers causal LM: the vision backbone, the image features in
-    the prompt's embeddings, and an LM head narrower than the embedding."""
+    adds_image_features = True
 
     def attach_vision(self, vision: VisionConfig, embedding_size: int, mlp_hidden: int) -> None:
         cfg = self.config
         self.vision_backbone = VisionBackbone(vision, cfg.hidden_size, mlp_hidden)
         self.lm_head = nn.Linear(cfg.hidden_size, embedding_size, bias=False)
 
-    # position_ids and attention_mask are named so that generate derives positions from the
-    # mask (left padding), as the official code does
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None,
-                pixel_values=None, image_masks=None, image_input_idx=None, **kwargs):
-        if pixel_values is not None and inputs_embeds is None:  # the prefill: images go in
-            embeds = self.get_input_embeddings()(input_ids)
-            features = self.vision_backbone(pixel_values.to(embeds.dtype), image_masks)
-            inputs_embeds, input_ids = add_image_features(embeds, features, image_input_idx), None
-        return super().forward(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                               inputs_embeds=inputs_embeds, **kwargs)
+    def encode_images(self, pixel_values, image_masks=None, image_sizes=None):
+        return self.vision_backbone(pixel_values, image_masks)
 
 
 @cache

@@ -28,7 +28,7 @@ IMAGE_TOKENS = ("<im_start>", "<im_end>", "<im_patch>", "<im_col>")
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 POOL = 2
-PAD_INDEX = -100  # image_input_idx of a pooled patch no token reads
+PAD_INDEX = -100  # the position of a pooled patch no token reads
 
 
 @dataclass(frozen=True)
@@ -205,8 +205,9 @@ class MolmoProcessor:
     def __call__(self, prompts: list[str], images: list[list[np.ndarray]]):
         """``images[i]``: the (h, w, 3) uint8 arrays of prompt i (none or one); they go before
         its text, after BOS."""
-        import torch
         from transformers import BatchFeature
+
+        from vlmzoo.families.image_prompt import left_padded, shifted, stacked
 
         rows, parts = [], []
         for text, imgs in zip(prompts, images):
@@ -216,25 +217,13 @@ class MolmoProcessor:
             tokens = [] if part is None else part.tokens.tolist()
             rows.append([self.bos] + tokens + self.tokenizer.encode(text, add_special_tokens=False))
             parts.append(part)
-        width = max(map(len, rows))
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.bos
-        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, row in enumerate(rows):
-            ids[r, width - len(row):] = torch.tensor(row)
-            mask[r, width - len(row):] = 1
+        ids, mask, shifts = left_padded(rows, pad_id)
         out = {"input_ids": ids, "attention_mask": mask}
         if any(p is not None for p in parts):
-            n = max(len(p.crops) for p in parts if p is not None)
-            first = next(p for p in parts if p is not None)
-            crops = np.full((len(rows), n) + first.crops.shape[1:], -1, np.float32)  # -1 crops: padding
-            masks = np.full((len(rows), n, first.masks.shape[1]), -1, np.float32)
-            index = np.full((len(rows), n, first.index.shape[1]), PAD_INDEX, np.int64)
-            for r, p in enumerate(parts):
-                if p is not None:
-                    shift = 1 + width - len(rows[r])  # BOS and the left padding come first
-                    crops[r, : len(p.crops)], masks[r, : len(p.masks)] = p.crops, p.masks
-                    index[r, : len(p.index)] = np.where(p.index >= 0, p.index + shift, PAD_INDEX)
-            out.update(pixel_values=torch.from_numpy(crops), image_masks=torch.from_numpy(masks),
-                       image_input_idx=torch.from_numpy(index))
+            # crops of -1 are padding; positions move past BOS and the left padding
+            out.update(pixel_values=stacked([list(p.crops) if p else [] for p in parts], -1.0),
+                       image_masks=stacked([list(p.masks) if p else [] for p in parts], -1.0),
+                       image_positions=stacked([shifted(list(p.index), 1 + k) if p else []
+                                                for p, k in zip(parts, shifts)], PAD_INDEX))
         return BatchFeature(out)
