@@ -81,9 +81,13 @@ def test_other_layouts_are_refused_by_name(tmp_path):
     folder = tmp_path / "ckpt"
     shutil.copytree(CHECKPOINT, folder)
     config = json.loads((folder / "config.json").read_text())
-    config["architectures"] = ["Moondream"]
+    config["architectures"] = ["MoondreamForSomethingElse"]
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(UnknownModelError, match="not a moondream2 checkpoint of the layout vlmzoo reads"):
+        vlmzoo.load(folder)
+    config["architectures"] = ["Moondream"]  # moondream1's: its loader takes it, and finds other tensors
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UnknownModelError, match="372 tensor\\(s\\) no rule maps to the model: model.region"):
         vlmzoo.load(folder)
 
 

@@ -56,14 +56,15 @@ BUILTIN: tuple[Family, ...] = (
     Family("molmo", f"{_F}.molmo:MolmoModel", ("molmo",)),
     Family("minicpm_v", f"{_F}.minicpm_v:MiniCPMVModel", ("minicpmv",)),
     Family("nvlm", f"{_F}.nvlm:NVLMModel", ("NVLM_D",)),
-    # moondream2's 2025 layout (its config.json still says model_type "moondream1")
+    # moondream2's 2025 layout; its config.json says model_type "moondream1" as the original's does
+    # (class_for tells them apart), which a card of family "moondream1" loads directly
     Family("moondream", f"{_F}.moondream:MoondreamModel", ("moondream1",)),
+    Family("moondream1", f"{_F}.moondream.moondream1:Moondream1Model"),
     # API models (families/api/): no weights, a provider's HTTP API behind the same tasks
     Family("openai", f"{_F}.api.openai:OpenAIModel", api_prefix="openai"),
     Family("openai_compatible", f"{_F}.api.openai:OpenAICompatibleModel", api_prefix="openai-compatible"),
     Family("gemini", f"{_F}.api.gemini:GeminiModel", api_prefix="gemini"),
     # known to the catalog, code still to come
-    Family("moondream1", None),  # the original moondream1: its own layout, code still to come
     Family("minigpt4", None),
     Family("imagebind", None),
     Family("seed", None),

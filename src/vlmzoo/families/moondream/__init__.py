@@ -11,7 +11,9 @@ and point, from the official checkpoint layout, never with Hub code.
 Decoding is greedy unless sampling is asked for (moondream's own default samples at
 temperature 0.5, top_p 0.3; vlmzoo keeps greedy everywhere so the same request gives the same
 answer). One image is encoded per request; the modules are in modeling.py, crops and prompts in
-processing.py, the loops in decoding.py, the checkpoint's names in convert.py.
+processing.py, the loops in decoding.py, the checkpoint's names in convert.py. moondream1, the
+original model, runs on the same modules (moondream1.py); ``class_for`` tells the two layouts
+apart, as both config.json files say model_type "moondream1".
 """
 
 from __future__ import annotations
@@ -41,6 +43,13 @@ class MoondreamModel(VLModel):
     default_batch_size: ClassVar[int] = 1  # one image per forward pass, as the official code runs it
 
     # -- loading hooks: our modules, the official files ----------------------------------------
+
+    @classmethod
+    def class_for(cls, path: Path):
+        """moondream1's files say model_type "moondream1" too: told apart by architecture."""
+        from vlmzoo.families.moondream import moondream1
+
+        return moondream1.Moondream1Model if moondream1.is_moondream1(path) else cls
 
     @classmethod
     def build_model(cls, path: Path, device: str, dtype):

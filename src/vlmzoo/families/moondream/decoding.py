@@ -35,20 +35,24 @@ class Encoded:
 def image_tokens(model: Moondream, image) -> torch.Tensor:
     """(729, dim) image tokens of a PIL image."""
     c = model.config.vision
-    crops, tiling = processing.overlap_crops(image, c)
     param = model.vision.patch_emb.weight
+    if not c.local_crops:  # moondream1: the image squeezed into one crop
+        pixels = processing.normalise(processing.single_crop(image, c), by_reciprocal=True)
+        return model.vision.project(model.vision.encode(pixels.to(param.device, param.dtype))[0])
+    crops, tiling = processing.overlap_crops(image, c)
     features = model.vision.encode(processing.normalise(crops).to(param.device, param.dtype))
     local = features[1:].reshape(-1, c.grid, c.grid, c.enc_dim)
     stitched = processing.stitch(local, tiling, c.overlap_margin)
     return model.vision.project(features[0], stitched)
 
 
-def encode_image(model: Moondream, image, room: int) -> Encoded:
-    """The image's prefix in a cache with ``room`` positions to spare after it."""
+def encode_image(model: Moondream, image, room: int, before: list[int] = ()) -> Encoded:
+    """The image's prefix (BOS, the ids ``before`` it, its tokens) in a cache with ``room``
+    positions to spare after it."""
     text = model.text
     tokens = image_tokens(model, image)
-    bos = text.embed(torch.tensor([[model.config.tokenizer.bos_id]], device=tokens.device))
-    prefix = torch.cat([bos, tokens[None]], dim=1)
+    ids = torch.tensor([[model.config.tokenizer.bos_id, *before]], device=tokens.device)
+    prefix = torch.cat([text.embed(ids), tokens[None]], dim=1)
     length = prefix.shape[1]
     cache = KVCache(text, min(length + room, model.config.text.max_context), tokens.device, tokens.dtype)
     text(prefix, cache, 0, prefix=model.prefix_len)
@@ -72,15 +76,23 @@ def _step(model: Moondream, encoded: Encoded, embedding: torch.Tensor) -> torch.
 
 
 def generate_text(model: Moondream, encoded: Encoded, ids: list[int], opts: GenerationOptions,
-                  generator: torch.Generator | None, on_tokens=None, stop_hit=None) -> tuple[list[int], str, Timing]:
-    """New token ids after prompt ``ids``, why generation ended ("stop" or "length"), and timing."""
+                  generator: torch.Generator | None, on_tokens=None, stop_hit=None, *,
+                  stop_ids: set[int] | None = None, keep_stop: bool = False,
+                  masked_after_first: int | None = -1) -> tuple[list[int], str, Timing]:
+    """New token ids after prompt ``ids``, why generation ended ("stop" or "length"), and timing.
+
+    Stops at any of ``stop_ids`` (default: the end token), kept in the output when ``keep_stop``
+    (moondream1 keeps its ``<END>`` pieces); ``masked_after_first`` (default: the "answer"
+    token) can never follow the first token."""
     t = model.config.tokenizer
+    stop_ids = {t.eos_id} if stop_ids is None else stop_ids
+    masked = t.answer_id if masked_after_first == -1 else masked_after_first
     timing = Timing()
     hidden = _prefill(model, encoded, ids)
     token = int(pick_next(model.text.logits(hidden[:, -1]), opts, generator)[0])
     out: list[int] = []
     while True:
-        if token == t.eos_id:
+        if token in stop_ids and not keep_stop:
             reason = "stop"
             break
         out.append(token)
@@ -88,7 +100,7 @@ def generate_text(model: Moondream, encoded: Encoded, ids: list[int], opts: Gene
             timing.first = time.perf_counter()
         if on_tokens is not None:
             on_tokens([token])
-        if stop_hit is not None and stop_hit(out):
+        if token in stop_ids or (stop_hit is not None and stop_hit(out)):
             reason = "stop"
             break
         if len(out) == opts.max_new_tokens:
@@ -97,7 +109,8 @@ def generate_text(model: Moondream, encoded: Encoded, ids: list[int], opts: Gene
         opts.check_cancelled()
         hidden = _step(model, encoded, model.text.embed(torch.tensor([[token]], device=hidden.device)))
         logits = model.text.logits(hidden[:, -1])
-        logits[:, t.answer_id] = float("-inf")  # the official loop never lets it end on "answer"
+        if masked is not None:
+            logits[:, masked] = float("-inf")  # moondream2's loop never lets it end on "answer"
         token = int(pick_next(logits, opts, generator)[0])
     timing.end = time.perf_counter()
     return out, reason, timing

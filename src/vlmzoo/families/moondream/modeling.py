@@ -62,6 +62,10 @@ class VisionConfig:
     max_crops: int = 12
     overlap_margin: int = 4
     proj_inner_dim: int = 8192
+    # moondream1's tower differs in these (its own layout, families/moondream/moondream1.py)
+    gelu_approximate: str = "tanh"  # moondream1: "none" (exact GELU), in the tower and projection
+    ln_eps: float = 1e-5  # moondream1: 1e-6
+    local_crops: bool = True  # moondream1: False, the image is one 378 x 378 crop and projected alone
 
     @property
     def grid(self) -> int:
@@ -103,7 +107,7 @@ class TokenizerConfig:
 class MoondreamConfig:
     text: TextConfig = TextConfig()
     vision: VisionConfig = VisionConfig()
-    region: RegionConfig = RegionConfig()
+    region: RegionConfig | None = RegionConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
 
     @classmethod
@@ -134,22 +138,23 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, dim: int, inner: int, out: int | None = None):
+    def __init__(self, dim: int, inner: int, out: int | None = None, approximate: str = "tanh"):
         super().__init__()
         self.fc1 = nn.Linear(dim, inner)
         self.fc2 = nn.Linear(inner, out or dim)
+        self.approximate = approximate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+        return self.fc2(F.gelu(self.fc1(x), approximate=self.approximate))
 
 
 class VisionBlock(nn.Module):
     def __init__(self, c: VisionConfig):
         super().__init__()
-        self.ln1 = nn.LayerNorm(c.enc_dim)
+        self.ln1 = nn.LayerNorm(c.enc_dim, eps=c.ln_eps)
         self.attn = Attention(c.enc_dim, 3 * c.enc_dim)
-        self.ln2 = nn.LayerNorm(c.enc_dim)
-        self.mlp = MLP(c.enc_dim, c.enc_ff_dim)
+        self.ln2 = nn.LayerNorm(c.enc_dim, eps=c.ln_eps)
+        self.mlp = MLP(c.enc_dim, c.enc_ff_dim, approximate=c.gelu_approximate)
 
 
 class Vision(nn.Module):
@@ -159,8 +164,9 @@ class Vision(nn.Module):
         self.patch_emb = nn.Linear(c.enc_patch_size ** 2 * c.in_channels, c.enc_dim)
         self.pos_emb = nn.Parameter(torch.zeros(1, c.grid ** 2, c.enc_dim))
         self.blocks = nn.ModuleList(VisionBlock(c) for _ in range(c.enc_n_layers))
-        self.post_ln = nn.LayerNorm(c.enc_dim)
-        self.proj_mlp = MLP(2 * c.enc_dim, c.proj_inner_dim, c.proj_out_dim)
+        self.post_ln = nn.LayerNorm(c.enc_dim, eps=c.ln_eps)
+        inputs = 2 if c.local_crops else 1  # the global crop's features, beside the local grid's
+        self.proj_mlp = MLP(inputs * c.enc_dim, c.proj_inner_dim, c.proj_out_dim, approximate=c.gelu_approximate)
 
     def encode(self, crops: torch.Tensor) -> torch.Tensor:
         """(N, C, 378, 378) normalised crops -> (N, 729, enc_dim) patch features."""
@@ -176,9 +182,11 @@ class Vision(nn.Module):
             x = x + block.mlp(block.ln2(x))
         return self.post_ln(x)
 
-    def project(self, global_features: torch.Tensor, stitched: torch.Tensor) -> torch.Tensor:
+    def project(self, global_features: torch.Tensor, stitched: torch.Tensor | None = None) -> torch.Tensor:
         """The image's 729 tokens: the global crop's features beside the stitched local grid
-        pooled back to 27 x 27, through ``proj_mlp``."""
+        pooled back to 27 x 27 (moondream1: the global crop's alone), through ``proj_mlp``."""
+        if stitched is None:
+            return self.proj_mlp(global_features)
         g = self.config.grid
         pooled = F.adaptive_avg_pool2d(stitched.permute(2, 0, 1), (g, g)).permute(1, 2, 0).reshape(g * g, -1)
         return self.proj_mlp(torch.cat([global_features, pooled], dim=-1))
@@ -257,17 +265,17 @@ class Moondream(nn.Module):
 
     def __init__(self, config: MoondreamConfig):
         super().__init__()
-        if config.text.group_size is not None or config.region.group_size is not None:
+        if config.text.group_size is not None or getattr(config.region, "group_size", None) is not None:
             raise ValueError("quantised moondream checkpoints (group_size set) are not supported; use the bf16 one")
         self.config = config
         self.vision = Vision(config.vision)
         self.text = Text(config.text)
-        self.region = Region(config.region)
+        self.region = Region(config.region) if config.region is not None else None  # moondream1 has none
 
     @property
     def prefix_len(self) -> int:
-        """BOS and the image tokens: the prefix that attends both ways (730)."""
-        return 1 + self.config.vision.grid ** 2
+        """The prefix that attends both ways: BOS and the image tokens (730; moondream1: 0)."""
+        return self.config.text.prefix_attn
 
 
 # -- the key-value cache ------------------------------------------------------------------------------

@@ -67,12 +67,21 @@ def overlap_crops(image: Image.Image, c: VisionConfig) -> tuple[np.ndarray, tupl
     return crops, (rows, cols)
 
 
-def normalise(crops: np.ndarray):
-    """uint8 (N, H, W, C) crops -> float32 (N, C, H, W) in [-1, 1]."""
+def single_crop(image: Image.Image, c: VisionConfig) -> np.ndarray:
+    """moondream1's input: the image squeezed to one 378 x 378 crop (bicubic, aspect ratio not
+    kept), as (1, 378, 378, 3) uint8."""
+    size = c.crop_size
+    return np.asarray(image.convert("RGB").resize((size, size), resample=Image.Resampling.BICUBIC))[None]
+
+
+def normalise(crops: np.ndarray, by_reciprocal: bool = False):
+    """uint8 (N, H, W, C) crops -> float32 (N, C, H, W) in [-1, 1]. ``by_reciprocal``: scaled by
+    the float32 1/255 (moondream1's torchvision ToDtype), which differs from / 255 in the last bit."""
     import torch
 
     x = torch.from_numpy(np.ascontiguousarray(crops.transpose(0, 3, 1, 2))).float()
-    return x.div_(255.0).sub_(0.5).div_(0.5)
+    x = x.mul_(torch.tensor(1 / 255, dtype=torch.float32)) if by_reciprocal else x.div_(255.0)
+    return x.sub_(0.5).div_(0.5)
 
 
 def stitch(local, tiling: tuple[int, int], margin: int):
