@@ -12,6 +12,10 @@ process's malloc settings (engine/cpu/allocator.py), and the baseline must run w
 as a user's script does.
 
     python bench/generate.py [--models smolvlm,qwen2-vl] [--requests 16] [--new-tokens 64] [--dtype auto]
+
+The models vlmzoo implements itself have their own scripts, which add the official code as a third
+side (run in its scratch venv): ``--models moondream2`` runs bench/moondream.py and ``--models
+minicpm-v`` bench/minicpm_v.py (their own options: see each script's --help).
 """
 
 from __future__ import annotations
@@ -173,13 +177,20 @@ def ours(path: Path, image: Image.Image, new: int, images: list[Image.Image], dt
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default="smolvlm,qwen2-vl")
+    ap.add_argument("--models", default="smolvlm,qwen2-vl", help="smolvlm, qwen2-vl, moondream2, minicpm-v")
     ap.add_argument("--requests", type=int, default=16)
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
                     help="both sides' dtype; auto: bfloat16 where the CPU has native bf16, else float32")
     args = ap.parse_args()
     models = args.models.split(",")
+    own = {"moondream2": "moondream.py", "minicpm-v": "minicpm_v.py"}  # vlmzoo's ports: sides of their own
+    for name in [m for m in models if m in own]:
+        subprocess.run([sys.executable, str(Path(__file__).with_name(own[name])), "--new-tokens", str(args.new_tokens),
+                        "--dtype", args.dtype], check=True)
+    models = [m for m in models if m not in own]
+    if not models:
+        return
     if len(models) > 1:  # a fresh process per model: its baseline must see glibc's malloc untouched
         for name in models:
             subprocess.run([sys.executable, __file__, "--models", name, "--requests", str(args.requests),
