@@ -717,7 +717,7 @@ def test_importing_spec_and_data_does_not_import_torch():
 def test_builtins_parse_and_point_at_env_var_paths():
     benches = {b.name: b for b in builtin_benchmarks()}
     real = {"coco-karpathy-test": "caption", "vqav2-val": "ask", "textvqa-val": "ask", "imagenet-val": "classify",
-            "flickr30k-test": "retrieve", "refcoco-val": "ground"}
+            "flickr30k-test": "retrieve", "refcoco-val": "ground", "esc50": "classify", "clotho-evaluation": "retrieve"}
     for name, task in real.items():
         b = benches[name]
         assert b.task == task and b.is_builtin
@@ -730,6 +730,8 @@ def test_builtins_parse_and_point_at_env_var_paths():
                                                      "cider", "spice")
     assert len(benches["flickr30k-test"].metrics) == 6 and not benches["refcoco-val"].data.allow_pickle
     assert len(benches["imagenet-val"].templates) == 7
+    assert benches["esc50"].data.modality == benches["clotho-evaluation"].data.modality == "audio"
+    assert len(benches["esc50"].classes) == 50 and benches["imagenet-val"].data.modality == "image"
 
 
 SAMPLE_NAMES = ("sample", "sample-caption", "sample-classify", "sample-choice", "sample-retrieve")

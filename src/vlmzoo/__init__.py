@@ -31,15 +31,20 @@ _EXPORTS = {
     "Box": "vlmzoo.tasks",
     "Point": "vlmzoo.tasks",
     "VlmzooError": "vlmzoo.errors",
+    "Audio": "vlmzoo.modalities",
+    "Depth": "vlmzoo.modalities",
+    "Thermal": "vlmzoo.modalities",
+    "IMU": "vlmzoo.modalities",
 }
 
 __all__ = ["load", "list_models", "Message", "ImagePart", "Answer", "Caption", "ClassScores", "Embeddings",
-           "MatchScores", "Retrieval", "Hit", "Grounding", "Box", "Point", "VlmzooError", "__version__"]
+           "MatchScores", "Retrieval", "Hit", "Grounding", "Box", "Point", "VlmzooError", "Audio", "Depth", "Thermal", "IMU", "__version__"]
 
 if TYPE_CHECKING:
     from vlmzoo.catalog import list_models
     from vlmzoo.errors import VlmzooError
     from vlmzoo.loading import load
+    from vlmzoo.modalities import IMU, Audio, Depth, Thermal
     from vlmzoo.tasks import (Answer, Box, Caption, ClassScores, Embeddings, Grounding, Hit, ImagePart, MatchScores,
                               Message, Point, Retrieval)
 

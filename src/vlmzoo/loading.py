@@ -165,6 +165,9 @@ def _with_files_from(path: Path, ck, models_dir) -> Path:
 
 
 def _family_of_folder(path: Path) -> str:
+    by_file = families.for_weight_files(path)  # releases without a transformers config.json
+    if by_file is not None:
+        return by_file.name
     model_type = read_config(path).get("model_type", "")
     family = families.for_model_type(model_type)
     if family is None:

@@ -90,7 +90,7 @@ def read_name(name: str | os.PathLike) -> ModelName:
     if api is not None:
         return api
     if folder.is_dir():
-        if not (folder / "config.json").is_file():
+        if not (folder / "config.json").is_file() and families.for_weight_files(folder) is None:
             raise UnknownModelError(f"{text}: folder is not a checkpoint (no config.json)")
         return FolderName(folder)
     bare = text.removeprefix(HUB_PREFIX)

@@ -84,6 +84,31 @@ def _sources(sources) -> list:
     return expand(list(sources))
 
 
+_MODALITY = click.option(
+    "--modality", type=click.Choice(["auto", "image", "audio", "depth", "thermal", "imu"]), default="auto",
+    help="what the inputs are (models embedding more than images: imagebind); auto: .wav/.flac/.ogg/.aiff files "
+         "are audio, the rest images; depth, thermal and imu files must be named so")
+
+
+def _typed(sources, modality: str) -> list | None:
+    """Inputs of another modality than images as vlmzoo.modalities objects; None for images."""
+    from pathlib import Path
+
+    from vlmzoo.modalities import AUDIO_SUFFIXES, IMU, Audio, Depth, Thermal
+
+    if not sources:
+        fail("no inputs given")
+    if modality == "auto":
+        kinds = {"audio" if Path(str(s)).suffix.lower() in AUDIO_SUFFIXES else "image" for s in sources}
+        if len(kinds) > 1:
+            fail("the inputs mix audio files and images; give one modality per command")
+        modality = kinds.pop()
+    if modality == "image":
+        return None
+    kind = {"audio": Audio, "depth": Depth, "thermal": Thermal, "imu": IMU}[modality]
+    return [kind(s) for s in sources]
+
+
 def _run_batched(model, sources, fn, label: str) -> tuple[list, list]:
     """``fn`` over the sources through ``model.over_images`` (bad images set aside, the rest
     still run), with a progress bar when there are many."""
@@ -148,17 +173,22 @@ def ask(images, question, max_new_tokens, temperature, top_p, seed, stop, stream
 @click.option("--template", "templates", multiple=True,
               help="prompt template with {} for the label (repeat to ensemble, or a set name: clip-imagenet-7)")
 @click.option("--top-k", type=int, default=None, help="keep the k best labels per image")
-def classify(images, labels, templates, top_k, **opts):
-    """Zero-shot classify images against free-text labels."""
+@_MODALITY
+def classify(images, labels, templates, top_k, modality, **opts):
+    """Zero-shot classify images (or sounds, depth, thermal, IMU: --modality) against free-text labels."""
     label_list = [x.strip() for x in labels.split(",") if x.strip()]
     if not label_list:
         fail("--labels is empty; give comma-separated class names")
     model = _load(opts)
     model.require("classify")
     tmpl = (templates[0] if len(templates) == 1 else list(templates)) if templates else None
-    results, errors = _run_batched(model, _sources(images),
-                                   lambda b: model.classify(b, label_list, templates=tmpl, top_k=top_k),
-                                   "classifying")
+    typed = _typed(images, modality)
+    if typed is not None:
+        results, errors = model.classify(typed, label_list, templates=tmpl, top_k=top_k), []
+    else:
+        results, errors = _run_batched(model, _sources(images),
+                                       lambda b: model.classify(b, label_list, templates=tmpl, top_k=top_k),
+                                       "classifying")
     rows = [{"image": r.image, "label": r.label, "score": r.score, "kind": r.kind, "scores": r.as_dict()}
             for r in results]
     emit(rows, opts, ("image", "label", "score"))
@@ -169,14 +199,18 @@ def classify(images, labels, templates, top_k, **opts):
 @click.argument("images", nargs=-1)
 @_model_options
 @click.option("--text", "texts", multiple=True, help="also embed this text (repeatable)")
-def embed(images, texts, **opts):
-    """Embed images (and texts) into the model's shared space."""
+@_MODALITY
+def embed(images, texts, modality, **opts):
+    """Embed images, sounds, depth, thermal or IMU inputs (--modality), and texts, into the model's shared space."""
     if not images and not texts:
         fail("give images and/or --text")
     model = _load(opts)
     model.require("embed")
     rows, errors = [], []
-    if images:
+    typed = _typed(images, modality) if images else None
+    if typed is not None:
+        rows.extend(model.embed(typed).to_dicts())
+    elif images:
         embeddings, errors = _run_batched(model, _sources(images), lambda b: [model.embed_images(b)],
                                           "embedding")
         for emb in embeddings:
@@ -197,15 +231,20 @@ def embed(images, texts, **opts):
 @click.argument("images", nargs=-1)
 @_model_options
 @click.option("--texts", required=True, help="comma-separated texts to score against each image")
-def match(images, texts, **opts):
-    """Score how well each text matches each image."""
+@_MODALITY
+def match(images, texts, modality, **opts):
+    """Score how well each text matches each image (or sound, depth, thermal, IMU input: --modality)."""
     text_list = [x.strip() for x in texts.split(",") if x.strip()]
     if not text_list:
         fail("--texts is empty")
     model = _load(opts)
     model.require("match")
     rows = []
-    matrices, errors = _run_batched(model, _sources(images), lambda b: [model.match(b, text_list)], "matching")
+    typed = _typed(images, modality)
+    if typed is not None:
+        matrices, errors = [model.match(typed, text_list)], []
+    else:
+        matrices, errors = _run_batched(model, _sources(images), lambda b: [model.match(b, text_list)], "matching")
     for scores in matrices:
         rows.extend(scores.to_dicts())
     emit(rows, opts, ("image", "text", "score", "kind"))

@@ -4,7 +4,8 @@ A run is identified by a hash of what determines its outputs (checkpoint, dtype,
 definition and data, prompts, generation options, library versions). Starting the same run
 again skips every sample already stored, so a killed run resumes where it stopped and a
 finished one is only re-scored. Images for the next batches are decoded in a background
-thread while the model works on the current one.
+thread while the model works on the current one; inputs of other modalities (sounds, depth
+maps, ...) become typed inputs (``vlmzoo.modalities``) that the model reads itself.
 """
 
 from __future__ import annotations
@@ -125,24 +126,35 @@ def _max_new_tokens(bench, opts: EvalOptions) -> int:
 
 
 def _load_batch(batch: list[tuple[int, Sample]]):
+    """The batch's inputs: images decoded, other modalities as typed inputs (``Audio(path)``, ...)."""
     from vlmzoo.errors import ImageError
     from vlmzoo.images import load_image
+    from vlmzoo.modalities import TYPED
 
-    images = []
+    typed = {kind.modality: kind for kind in TYPED}
+    inputs = []
     for _, s in batch:
         try:
-            images.append([load_image(p) for p in s.images])
+            inputs.append([load_image(p) if s.modality == "image" else typed[s.modality](p) for p in s.images])
         except ImageError as e:  # the data set is broken here: say where, keep what is stored
             raise InputError(f"sample {s.id}: {e}") from None
-    return batch, images
+    return batch, inputs
 
 
-def _predict(model, bench, samples: list[Sample], images: list[list], opts: EvalOptions, classes=()):
+def _check_modality(model, name: str, bench, modality: str) -> None:
+    """A benchmark of sounds, depth maps, ... needs a model that embeds them (ImageBind)."""
+    takes = getattr(model, "embed_modalities", ("text", "image"))
+    if modality != "image" and modality not in takes:
+        raise InputError(f"{name} does not take {modality} inputs, which benchmark {bench.name} holds "
+                         f"(it takes: {', '.join(m for m in takes if m != 'text')})")
+
+
+def _predict(model, bench, samples: list[Sample], inputs: list[list], opts: EvalOptions, classes=()):
     """(prediction, raw output, extra bytes) per sample of one batch, for the benchmark's task."""
     io = TASKS.get(bench.task)
     if io is None:
         raise InputError(f"benchmark task {bench.task!r} is not one vlmzoo can run")
-    batch = Batch(bench, samples, images, _max_new_tokens(bench, opts), tuple(classes))
+    batch = Batch(bench, samples, inputs, _max_new_tokens(bench, opts), tuple(classes))
     return [io.stored(result, bench) for result in io.call(model, batch)]
 
 
@@ -174,14 +186,15 @@ def evaluate(model_name: str, bench, store: Store, opts: EvalOptions = EvalOptio
         seconds["load"] = time.perf_counter() - t0
         if bench.task not in model.tasks:
             raise InputError(f"{resolved.name} does not do {bench.task!r} (it does: {', '.join(sorted(model.tasks))})")
+        _check_modality(model, resolved.name, bench, samples[0].modality)
         batch_size = opts.batch_size or model.batch_size
         bar = _progress(len(samples), f"{resolved.name} on {bench.name}") if progress else None
         if bar is not None:
             bar.update(len(samples) - len(todo))
         t0 = time.perf_counter()
-        for batch, images in prefetched(todo, batch_size, _load_batch, depth=2, workers=1):
+        for batch, inputs in prefetched(todo, batch_size, _load_batch, depth=2, workers=1):
             t = time.perf_counter()
-            outs = _predict(model, bench, [s for _, s in batch], images, opts, classes)
+            outs = _predict(model, bench, [s for _, s in batch], inputs, opts, classes)
             each = (time.perf_counter() - t) / len(batch)
             store.add_predictions(run_id, [
                 StoredPrediction(s.id, pos, pred, raw, each, extra, sample_record(s))

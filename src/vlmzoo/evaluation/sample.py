@@ -17,6 +17,9 @@ class Sample:
     - retrieve: ``answers`` are the captions that belong to the image;
     - ground: ``question`` is the referring expression, ``box`` the canonical (x0, y0, x1, y1)
       box in pixels of the image as stored on disk.
+    ``images`` are the sample's input files. ``modality`` says what they hold: "image", or for
+    models that embed more (ImageBind) "audio", "depth", "thermal" or "imu" (``data.modality``);
+    classify and retrieve benchmarks take any of them.
     ``id`` is unique within the benchmark and stable across runs (the store keys on it).
     ``category`` feeds the per-category breakdown (VQA answer type, question type, ...).
     """
@@ -29,4 +32,5 @@ class Sample:
     label: str | None = None
     box: tuple[float, float, float, float] | None = None
     category: str | None = None
+    modality: str = "image"
     meta: dict = field(default_factory=dict, compare=False, hash=False)

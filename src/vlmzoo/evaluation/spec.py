@@ -3,8 +3,14 @@ that says what task it is, where its data lives, how to prompt, how to read answ
 metrics to report. Built-ins live in ``evaluation/benchmarks/``; ``load_benchmark`` also takes
 a path to your own file.
 
-Paths: ``data.path`` is relative to the benchmark file's folder; ``data.images``,
-``data.annotations`` and ``data.class_names`` are relative to the folder ``data.path`` is in,
+Inputs: ``data.modality`` says what the data's files are (image, or audio, depth, thermal, imu
+for models that embed more); formats that read several modalities list them in
+``FORMAT_MODALITIES``, every other format reads images. Only classify and retrieve benchmarks
+take inputs other than images.
+
+Paths: ``data.path`` is relative to the benchmark file's folder; ``data.images`` (the folder
+holding the input files, whatever their modality), ``data.annotations`` and
+``data.class_names`` are relative to the folder ``data.path`` is in,
 so pointing ``data.path`` elsewhere (``--data``) moves the whole dataset. ``~`` and
 ``$VAR``/``${VAR}`` expand. Paths are checked when samples are read, not when the file is
 parsed, so every benchmark can be listed before any data is on disk.
@@ -45,7 +51,8 @@ __all__ = ["Benchmark", "BenchmarkError", "DataSpec", "UnknownBenchmarkError", "
 
 Task = Literal["ask", "caption", "classify", "retrieve", "ground"]
 Format = Literal["manifest", "hf_disk", "parquet", "coco_karpathy", "vqav2", "textvqa", "imagefolder",
-                 "flickr30k", "refcoco"]
+                 "flickr30k", "refcoco", "audiofolder", "esc50"]
+Modality = Literal["image", "audio", "depth", "thermal", "imu"]
 Extract = Literal["none", "first_line", "short_answer", "choice"]
 
 # retrieve compares embeddings and generates nothing
@@ -59,6 +66,20 @@ DEFAULT_CHOICE_PROMPT = "{question}\n{options}\nAnswer with the option's letter 
 REQUIRED_FIELDS = {"ask": ("question", "answers"), "caption": ("answers",), "classify": ("label",),
                    "retrieve": ("answers",), "ground": ("question", "box")}
 TABULAR_FORMATS = ("manifest", "hf_disk", "parquet")
+CLASS_FOLDER_FORMATS = ("imagefolder", "audiofolder")
+# the modalities a format reads, its default first; formats not listed read images only.
+# (imagefolder: depth and thermal maps are image files too; a manifest names files of any kind)
+FORMAT_MODALITIES: dict[str, tuple[str, ...]] = {
+    "manifest": ("image", "audio", "depth", "thermal", "imu"),
+    "imagefolder": ("image", "depth", "thermal"),
+    "audiofolder": ("audio",),
+    "esc50": ("audio",),
+}
+# fields whose column mapping may be a list of columns, read in order into one list (Clotho's
+# caption_1 ... caption_5)
+LIST_FIELDS = ("answers", "options")
+# tasks that take inputs other than images (they compare embeddings or score labels)
+ANY_MODALITY_TASKS = ("classify", "retrieve")
 
 
 class BenchmarkError(VlmzooError, ValueError):
@@ -83,12 +104,23 @@ class DataSpec(BaseModel):
 
     format: Format
     path: str  # the data file or folder
-    images: str | None = None  # images root; default depends on the format (next to path)
+    modality: Modality = "image"  # what the input files are; default: the format's (FORMAT_MODALITIES)
+    images: str | None = None  # root of the input files; default depends on the format (next to path)
     annotations: str | None = None  # vqav2: the annotations file; refcoco: instances.json
     split: str | None = None
-    columns: dict[str, str] = {}  # tabular formats: our field -> their column ("" = do not read)
-    class_names: str | None = None  # imagefolder: folder -> readable name file
+    # tabular formats: our field -> their column ("" = do not read); answers and options may
+    # also take a list of columns (["caption_1", "caption_2"])
+    columns: dict[str, str | tuple[str, ...]] = {}
+    class_names: str | None = None  # imagefolder, audiofolder: folder -> readable name file
     allow_pickle: bool = False  # refcoco: read refs(unc).p (unpickling can run code)
+    fold: int | None = Field(default=None, ge=1)  # esc50: keep only this fold (1-5)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _format_modality(cls, values):
+        if isinstance(values, dict) and values.get("modality") is None and values.get("format") in FORMAT_MODALITIES:
+            values = {**values, "modality": FORMAT_MODALITIES[values["format"]][0]}
+        return values
 
     @model_validator(mode="after")
     def _fits_format(self):
@@ -97,8 +129,20 @@ class DataSpec(BaseModel):
             raise ValueError(f"columns names unknown field(s) {sorted(unknown)}; fields are {list(FIELDS)}")
         if self.columns and self.format not in TABULAR_FORMATS:
             raise ValueError(f"columns applies to {', '.join(TABULAR_FORMATS)}, not {self.format}")
-        if self.class_names and self.format != "imagefolder":
-            raise ValueError("class_names applies to the imagefolder format")
+        for field, column in self.columns.items():
+            if isinstance(column, tuple) and field not in LIST_FIELDS:
+                raise ValueError(f"columns.{field} names one column; lists of columns apply to "
+                                 f"{' and '.join(LIST_FIELDS)}")
+            if isinstance(column, tuple) and not (column and all(column)):
+                raise ValueError(f"columns.{field}: a list of columns names at least one column, none empty")
+        readable = FORMAT_MODALITIES.get(self.format, ("image",))
+        if self.modality not in readable:
+            raise ValueError(f"modality {self.modality!r} does not apply to the {self.format} format "
+                             f"(it reads {', '.join(readable)})")
+        if self.class_names and self.format not in CLASS_FOLDER_FORMATS:
+            raise ValueError(f"class_names applies to the {' and '.join(CLASS_FOLDER_FORMATS)} formats")
+        if self.fold is not None and self.format != "esc50":
+            raise ValueError("fold applies to the esc50 format")
         if self.allow_pickle and self.format != "refcoco":
             raise ValueError("allow_pickle applies to the refcoco format")
         if self.annotations and self.format not in ("vqav2", "refcoco"):
@@ -176,6 +220,9 @@ class Benchmark(BaseModel):
             raise ValueError(f"extract applies to ask and caption benchmarks, not {self.task}")
         if self.task == "retrieve" and self.max_new_tokens is not None:
             raise ValueError("retrieve benchmarks generate nothing; drop max_new_tokens")
+        if self.data.modality != "image" and self.task not in ANY_MODALITY_TASKS:
+            raise ValueError(f"{self.task} benchmarks read images; {self.data.modality} inputs suit "
+                             f"{' and '.join(ANY_MODALITY_TASKS)} benchmarks")
         return self
 
     # --- paths ---------------------------------------------------------------------------------
@@ -220,7 +267,7 @@ class Benchmark(BaseModel):
             images=self._existing("data.images", d.images, folder, "dir") if d.images else None,
             annotations=self._existing("data.annotations", d.annotations, folder) if d.annotations else None,
             class_names=self._existing("data.class_names", d.class_names, folder) if d.class_names else None,
-            allow_pickle=d.allow_pickle,
+            allow_pickle=d.allow_pickle, modality=d.modality, fold=d.fold,
         )
 
     def with_data(self, path: str | os.PathLike) -> Benchmark:

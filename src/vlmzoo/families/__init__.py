@@ -28,6 +28,9 @@ class Family:
     model_types: tuple[str, ...] = ()  # transformers model_type values a card-less folder loads as
     api_prefix: str | None = None  # API families: names "<prefix>:<model>" pick this family
     cards: str | None = None  # "package" or "package/folder" holding card TOML files (plugins)
+    # official weight file names a card-less folder without a config.json loads by (ImageBind's
+    # release is one .pth and no config)
+    weight_files: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.cls is not None and self.cls.count(":") != 1:
@@ -60,13 +63,13 @@ BUILTIN: tuple[Family, ...] = (
     # (class_for tells them apart), which a card of family "moondream1" loads directly
     Family("moondream", f"{_F}.moondream:MoondreamModel", ("moondream1",)),
     Family("moondream1", f"{_F}.moondream.moondream1:Moondream1Model"),
+    Family("imagebind", f"{_F}.imagebind:ImageBindModel", weight_files=("imagebind_huge.pth",)),
     # API models (families/api/): no weights, a provider's HTTP API behind the same tasks
     Family("openai", f"{_F}.api.openai:OpenAIModel", api_prefix="openai"),
     Family("openai_compatible", f"{_F}.api.openai:OpenAICompatibleModel", api_prefix="openai-compatible"),
     Family("gemini", f"{_F}.api.gemini:GeminiModel", api_prefix="gemini"),
     # known to the catalog, code still to come
     Family("minigpt4", None),
-    Family("imagebind", None),
     Family("seed", None),
 )
 
@@ -143,6 +146,13 @@ def family_class(name: str):
 def for_model_type(model_type: str) -> Family | None:
     """The family a transformers ``model_type`` loads as, if any."""
     return next((f for f in families().values() if model_type in f.model_types), None)
+
+
+def for_weight_files(folder) -> Family | None:
+    """The family whose official weight file ``folder`` holds, if any."""
+    from pathlib import Path
+
+    return next((f for f in families().values() if any((Path(folder) / w).is_file() for w in f.weight_files)), None)
 
 
 def model_types() -> list[str]:

@@ -113,6 +113,8 @@ class VLModel:
     model_class: ClassVar[str] = "AutoModel"  # the transformers class a checkpoint loads as
     # CPU dtype when none is asked for: "bfloat16" only where a test shows outputs survive it
     cpu_dtype: ClassVar[str] = "float32"
+    # what ``embed`` takes (the server's /v1/embeddings refuses other inputs by name)
+    embed_modalities: ClassVar[tuple[str, ...]] = ("text", "image")
 
     def __init__(self, *, name: str, path: Path, model=None, processor=None, card=None, checkpoint=None,
                  device: str, dtype, tasks: Iterable[str], allow_urls: bool = False, max_pixels: int | None = None):

@@ -107,10 +107,52 @@ class ImageInput(_Body):
     image_url: ImageURL
 
 
+class InputAudio(_Body):
+    data: str = Field(description="The audio file's bytes, base64-encoded.")
+    format: Literal["wav", "flac", "ogg", "mp3", "aiff"]
+
+
+class AudioInput(_Body):
+    """A sound to embed, in OpenAI's input_audio shape (models embedding audio: ImageBind)."""
+
+    type: Literal["input_audio"]
+    input_audio: InputAudio
+
+
+class MapURL(_Body):
+    url: str = Field(description="A data URI of a PNG: depth as 16-bit millimetres, thermal as 8-bit grey levels.")
+
+
+class DepthInput(_Body):
+    type: Literal["depth_url"]
+    depth_url: MapURL
+
+
+class ThermalInput(_Body):
+    type: Literal["thermal_url"]
+    thermal_url: MapURL
+
+
+class IMUData(_Body):
+    data: list[list[float]] = Field(description="6 channels (accelerometer x, y, z, gyroscope x, y, z) x 2000 samples.")
+
+
+class IMUInput(_Body):
+    type: Literal["imu"]
+    imu: IMUData
+
+
+EmbeddingInput = ImageInput | AudioInput | DepthInput | ThermalInput | IMUInput
+
+
 class EmbeddingRequest(_Body):
     model: str
-    input: str | list[str | ImageInput] = Field(
-        description="A text, or a list of texts and image objects ({'type': 'image_url', 'image_url': {'url': ...}})."
+    input: str | list[str | EmbeddingInput] = Field(
+        description="A text, or a list of texts and objects: images ({'type': 'image_url', 'image_url': {'url': ...}}), "
+                    "and for models embedding more modalities (ImageBind) sounds ({'type': 'input_audio', "
+                    "'input_audio': {'data': <base64>, 'format': 'wav'}}), depth and thermal maps ({'type': "
+                    "'depth_url', 'depth_url': {'url': 'data:image/png;base64,...'}}, likewise thermal_url) and IMU "
+                    "series ({'type': 'imu', 'imu': {'data': [[...], ...]}})."
     )
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1)

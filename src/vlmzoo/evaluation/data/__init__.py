@@ -4,16 +4,20 @@ Formats and their modules (in this package):
   manifest, parquet, hf_disk      tables (rows mapped to fields by rows)
   coco_karpathy, flickr30k        captions
   vqav2, textvqa                  vqa
-  imagefolder                     imagefolder
+  imagefolder, audiofolder        imagefolder (class folders)
   refcoco                         refcoco
+  esc50                           esc50
 
 Whatever the format, ``load_samples`` checks what it yields before anyone scores it: every
-sample has an image, ids are unique, every image file exists. Loaders never fill in what a file
-lacks; they stop with an error that names the file and the problem.
+sample has an input file, ids are unique, every input file exists. It also marks each sample
+with the data's modality (``data.modality``: image, audio, depth, thermal, imu), so loaders
+only name files. Loaders never fill in what a file lacks; they stop with an error that names
+the file and the problem.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable, Iterator
 from itertools import islice
@@ -42,8 +46,10 @@ LOADERS: dict[str, Callable[[DataSource], Iterator[Sample]]] = {
     "flickr30k": _loader("data.captions", "load_flickr30k"),
     "vqav2": _loader("data.vqa", "load_vqav2"),
     "textvqa": _loader("data.vqa", "load_textvqa"),
-    "imagefolder": _loader("data.imagefolder", "load_imagefolder"),
+    "imagefolder": _loader("data.imagefolder", "load_class_folders"),
     "refcoco": _loader("data.refcoco", "load_refcoco"),
+    "audiofolder": _loader("data.imagefolder", "load_class_folders"),
+    "esc50": _loader("data.esc50", "load_esc50"),
 }
 FORMATS: tuple[str, ...] = tuple(LOADERS)
 
@@ -60,13 +66,16 @@ def load_samples(src: DataSource, limit: int | None = None) -> list[Sample]:
     if not samples:
         raise DataError(f"{where}: no samples")
 
-    imageless = [s.id for s in samples if not s.images]
-    if imageless:
-        raise DataError(f"{where}: {len(imageless)} sample(s) have no image: {first(imageless)}")
+    kind = "image" if src.modality == "image" else f"{src.modality} file"
+    fileless = [s.id for s in samples if not s.images]
+    if fileless:
+        raise DataError(f"{where}: {len(fileless)} sample(s) have no {kind}: {first(fileless)}")
     repeated = [i for i, n in Counter(s.id for s in samples).items() if n > 1]
     if repeated:
         raise DataError(f"{where}: duplicate sample ids {first(repeated)}; ids must be unique")
     missing = sorted({str(p) for s in samples for p in s.images if not p.is_file()})
     if missing:
-        raise DataError(f"{where}: {len(missing)} image file(s) missing: {first(missing)}")
+        raise DataError(f"{where}: {len(missing)} {src.modality} file(s) missing: {first(missing)}")
+    if src.modality != "image":
+        samples = [dataclasses.replace(s, modality=src.modality) for s in samples]
     return samples

@@ -28,12 +28,14 @@ class DataSource:
     benchmark: str
     format: str
     path: Path
-    images: Path | None = None  # None: the format's default (next to ``path``)
+    images: Path | None = None  # the input files' root; None: the format's default (next to ``path``)
     annotations: Path | None = None
     split: str | None = None
-    columns: Mapping[str, str] = field(default_factory=dict)
+    columns: Mapping[str, str | tuple[str, ...]] = field(default_factory=dict)
     class_names: Path | None = None
     allow_pickle: bool = False
+    modality: str = "image"  # what the input files are (image, audio, depth, thermal, imu)
+    fold: int | None = None  # esc50: the one fold to read
 
     @property
     def folder(self) -> Path:
@@ -92,9 +94,9 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
             yield number, obj
 
 
-def read_csv(path: Path) -> Iterator[tuple[int, dict]]:
+def read_csv(path: Path, what: str = "manifest") -> Iterator[tuple[int, dict]]:
     """(line number, row) per data row; a row with more cells than the header is an error."""
-    require_file(path, "manifest")
+    require_file(path, what)
     with path.open("r", encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f)
         if not reader.fieldnames:
@@ -109,6 +111,15 @@ def read_csv(path: Path) -> Iterator[tuple[int, dict]]:
                 yield reader.line_num, row
         except csv.Error as e:
             raise DataError(f"{path} line {reader.line_num}: malformed CSV ({e})") from None
+
+
+def require_columns(path: Path, header, needed: Mapping[str, str], hint: str = "") -> None:
+    """Stop at the first column of ``needed`` (column -> what it holds) the header lacks, naming the
+    file, the column and the columns the file does have."""
+    for column, purpose in needed.items():
+        if column not in header:
+            raise DataError(f"{path}: no column {column!r} ({purpose}); the file's columns are "
+                            f"{', '.join(map(repr, header))}{hint}")
 
 
 # --- embedded images -------------------------------------------------------------------------

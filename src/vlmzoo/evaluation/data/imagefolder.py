@@ -1,12 +1,15 @@
-"""ImageNet-style class folders: <path>/<class folder>/<image>. label = the folder name, or its
-readable name from ``data.class_names``:
+"""Class folders: <path>/<class folder>/<file>, ImageNet-style. ``imagefolder`` reads images (or,
+with ``data.modality``, depth or thermal maps: image files or .npy arrays); ``audiofolder``
+reads sound files (.wav, .flac, .ogg, .aiff), as Hugging Face's folder builders of those names
+do. Other files in a class folder are skipped. label = the folder name, or its readable name
+from ``data.class_names``:
 
 - a JSON object folder -> name ({"n01440764": "tench"}), or folder -> [folder, name] as in
   Keras' imagenet_class_index.json ({"0": ["n01440764", "tench"]});
 - a JSON list of names, one per class folder in sorted folder order (CLIP's ImageNet names);
 - a text file, one "folder name" per line (LOC_synset_mapping.txt: "n01440764 tench, Tinca tinca").
 
-Two folders may not map to the same name: their images would become one class.
+Two folders may not map to the same name: their files would become one class.
 If ``split`` names a sub-folder of <path> (train/, val/), the class folders are read there.
 The id is "<folder>/<file name>".
 """
@@ -25,8 +28,16 @@ from vlmzoo.evaluation.data.common import (
     require_file,
 )
 from vlmzoo.evaluation.sample import Sample
+from vlmzoo.modalities import AUDIO_SUFFIXES
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+# the files a class folder of each modality holds (what vlmzoo.modalities' inputs read)
+SUFFIXES: dict[str, set[str]] = {
+    "image": IMAGE_SUFFIXES,
+    "depth": IMAGE_SUFFIXES | {".npy"},
+    "thermal": IMAGE_SUFFIXES | {".npy"},
+    "audio": set(AUDIO_SUFFIXES),
+}
 
 
 def read_class_names(path: Path, folders: list[str]) -> dict[str, str]:
@@ -71,20 +82,22 @@ def read_class_names(path: Path, folders: list[str]) -> dict[str, str]:
     return {f: names[f] for f in folders}
 
 
-def load_imagefolder(src: DataSource) -> Iterator[Sample]:
-    root = require_dir(src.path, "image folder")
+def load_class_folders(src: DataSource) -> Iterator[Sample]:
+    kind = "image" if src.modality == "image" else f"{src.modality} file"
+    suffixes = SUFFIXES[src.modality]
+    root = require_dir(src.path, f"{kind} folder")
     if src.split and (root / src.split).is_dir():
         root = root / src.split
     folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
-        raise DataError(f"{root}: no class folders (expected <root>/<class>/<image>)")
+        raise DataError(f"{root}: no class folders (expected <root>/<class>/<{kind.replace(' ', '-')}>)")
     names = read_class_names(src.class_names, folders) if src.class_names else {f: f for f in folders}
     out = []
     for folder in folders:
-        for image in sorted((root / folder).iterdir()):
-            if image.is_file() and image.suffix.lower() in IMAGE_SUFFIXES:
-                out.append(Sample(id=f"{folder}/{image.name}", images=(image,), label=names[folder],
+        for file in sorted((root / folder).iterdir()):
+            if file.is_file() and file.suffix.lower() in suffixes:
+                out.append(Sample(id=f"{folder}/{file.name}", images=(file,), label=names[folder],
                                   meta={"folder": folder}))
     if not out:
-        raise DataError(f"{root}: the class folders hold no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise DataError(f"{root}: the class folders hold no {kind}s ({', '.join(sorted(suffixes))})")
     return iter(out)

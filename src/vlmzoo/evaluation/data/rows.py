@@ -3,8 +3,13 @@ Hugging Face datasets.
 
 Fields read: id, image (one path, a list, or ";"-separated paths; in tables also image bytes),
 question, answers, options, label, box [x0, y0, x1, y1], category. ``columns`` in the data spec
-renames them ({answers = "captions"}); mapping a field to "" leaves it unread. Other scalar
-columns go to ``Sample.meta``.
+renames them ({answers = "captions"}); mapping a field to "" leaves it unread; answers and
+options may gather several columns ({answers = ["caption_1", "caption_2"]}, empty cells
+skipped). Other scalar columns go to ``Sample.meta``.
+
+The ``image`` field holds the sample's input file whatever its modality; without an ``image``
+column it is read from ``images``, or from a column named after the modality (``audio``,
+``depth``, ``thermal``, ``imu``).
 """
 
 from __future__ import annotations
@@ -20,16 +25,30 @@ from vlmzoo.evaluation.sample import Sample
 FIELDS = ("id", "image", "question", "answers", "options", "label", "box", "category")
 
 
-def column_map(columns: Mapping[str, str], available: set[str] | None = None) -> dict[str, str | None]:
-    """Our field -> the column that holds it (None: not read). ``image`` falls back to an
-    ``images`` column when there is no ``image`` column."""
+Column = str | tuple[str, ...]  # one column, or several gathered into one list
+
+
+def file_columns(modality: str = "image") -> tuple[str, ...]:
+    """The columns the ``image`` field is read from when ``columns`` does not map it, in order."""
+    return ("image", "images") + ((modality,) if modality != "image" else ())
+
+
+def column_map(columns: Mapping[str, Column], available: set[str] | None = None,
+               modality: str = "image") -> dict[str, Column | None]:
+    """Our field -> the column(s) that hold it (None: not read). ``image`` falls back to an
+    ``images`` column, then to one named after the modality, when there is no ``image`` column."""
     unknown = set(columns) - set(FIELDS)
     if unknown:
         raise DataError(f"data.columns names unknown field(s) {sorted(unknown)}; fields are {list(FIELDS)}")
-    out: dict[str, str | None] = {f: columns.get(f, f) or None for f in FIELDS}
-    if "image" not in columns and available is not None and "image" not in available and "images" in available:
-        out["image"] = "images"
+    out: dict[str, Column | None] = {f: columns.get(f, f) or None for f in FIELDS}
+    if "image" not in columns and available is not None:
+        out["image"] = next((c for c in file_columns(modality) if c in available), "image")
     return out
+
+
+def mapped_columns(cols: Mapping[str, Column | None]) -> set[str]:
+    """Every column a mapping reads."""
+    return {c for v in cols.values() if v is not None for c in ((v,) if isinstance(v, str) else v)}
 
 
 def _text_list(value, where: str, name: str, split_on: str | None) -> tuple[str, ...]:
@@ -106,13 +125,15 @@ def image_paths(value, root: Path, where: str) -> tuple[Path, ...]:
     raise DataError(f"{where}: image cell is a {type(value).__name__}, expected a path or image bytes")
 
 
-def row_to_sample(row: Mapping, cols: Mapping[str, str | None], *, where: str, default_id: str, images_root: Path,
+def row_to_sample(row: Mapping, cols: Mapping[str, Column | None], *, where: str, default_id: str, images_root: Path,
                   list_separator: str | None = None,
                   label_names: Callable[[object], object] | None = None) -> Sample:
     """``list_separator``: how one text cell holds several answers/options ("|" in CSV)."""
 
     def get(name: str):
         column = cols[name]
+        if isinstance(column, tuple):  # several columns into one list, empty cells left out
+            return [v for c in column if (v := row.get(c)) is not None and v != ""]
         return row.get(column) if column is not None else None
 
     sample_id = _scalar_text(get("id"), where, "id") or default_id
@@ -120,7 +141,7 @@ def row_to_sample(row: Mapping, cols: Mapping[str, str | None], *, where: str, d
     if label_names is not None and label is not None:
         label = label_names(label)
     # mapped columns are in the sample; a field switched off ("") stays out of meta too
-    used = {c for c in cols.values() if c is not None} | {f for f, c in cols.items() if c is None}
+    used = mapped_columns(cols) | {f for f, c in cols.items() if c is None}
     meta = {k: v for k, v in row.items()
             if k not in used and (v is None or isinstance(v, (str, int, float, bool)))}
     return Sample(

@@ -3,6 +3,12 @@ and a Hugging Face dataset saved with ``save_to_disk``. Rows become samples via 
 
 A row without an id column gets its position in the data (0, 1, ...) as its id; that id
 changes if rows are reordered, so give real ids where you can.
+
+A CSV manifest's header is checked up front: a column ``data.columns`` names, or the column of
+input files, that the header lacks is an error naming it. (JSON lines may differ row to row, so
+a JSONL manifest is checked per sample instead.) With ``data.modality`` the files a manifest
+lists are sounds, depth maps, ... (Clotho's captions CSV: ``modality = "audio"``,
+``columns = { id = "file_name", image = "file_name", answers = ["caption_1", ...] }``).
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ from vlmzoo.evaluation.data.common import (
     first,
     read_csv,
     read_jsonl,
+    require_columns,
 )
-from vlmzoo.evaluation.data.rows import column_map, row_to_sample
+from vlmzoo.evaluation.data.rows import column_map, file_columns, row_to_sample
 from vlmzoo.evaluation.sample import Sample
 
 MANIFEST_NAMES = ("manifest.jsonl", "manifest.csv")
@@ -43,9 +50,26 @@ def load_manifest(src: DataSource) -> Iterator[Sample]:
     cols = None
     for position, (line, row) in enumerate(rows):
         if cols is None:  # the first row tells whether the file says "image" or "images"
-            cols = column_map(src.columns, set(row))
+            cols = column_map(src.columns, set(row), src.modality)
+            if is_csv:
+                _check_header(path, list(row), cols, src)
         yield row_to_sample(row, cols, where=f"{path} line {line}", default_id=str(position),
                             images_root=root, list_separator="|" if is_csv else None)
+
+
+def _check_header(path: Path, header: list[str], cols: dict, src: DataSource) -> None:
+    """The columns data.columns names, and the input-file column, are in the CSV's header."""
+    kind = "images" if src.modality == "image" else f"{src.modality} files"
+    if "image" not in src.columns and cols["image"] not in header:
+        raise DataError(f"{path}: no column of {kind}: expected one named "
+                        f"{' or '.join(map(repr, file_columns(src.modality)))}, or map yours with data.columns "
+                        f"(image = \"<column>\"); the file's columns are {', '.join(map(repr, header))}")
+    named = {}
+    for field, column in src.columns.items():
+        for c in (column,) if isinstance(column, str) else column:
+            if c:
+                named.setdefault(c, f"data.columns maps {field} to it")
+    require_columns(path, header, named)
 
 
 def _arrow_rows(batches: Iterable, where: str, src: DataSource, label_names=None) -> Iterator[Sample]:

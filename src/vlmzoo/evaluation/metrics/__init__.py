@@ -13,7 +13,8 @@ Importing this module imports no implementation, so benchmark files validate che
 
 Predictions by task: ask and caption give text; classify gives labels ranked best first;
 ground gives the top box (or None); retrieve gives the image's embedding row index (the
-retrieval metrics read the embeddings the runner stored).
+retrieval metrics read the embeddings the runner stored). Classify and retrieve score inputs
+of any modality the same way: a sound's labels, a sound's embedding and its captions'.
 """
 
 from __future__ import annotations
@@ -63,11 +64,12 @@ TABLE: dict[str, MetricRow] = {
                        "CIDEr-D (sigma 6, clipped, x10), idf over the evaluated set's references"),
     "spice": MetricRow(CAPTION, "captions:spice_rows", "mean",
                        "SPICE 1.0 (official jar); unavailable without Stanford CoreNLP 3.6.0 models"),
+    # "i" is the benchmark's input: an image, or a sound, depth map, ... (data.modality)
     **{f"recall@{k}_i2t": MetricRow(RETRIEVE, f"retrieval:i2t_at_{k}", "binary",
-                                    f"image -> text: one of the image's captions in the top {k}")
+                                    f"image (or other input) -> text: one of its captions in the top {k}")
        for k in (1, 5, 10)},
     **{f"recall@{k}_t2i": MetricRow(RETRIEVE, f"retrieval:t2i_at_{k}", "corpus",
-                                    f"text -> image: the caption's image in the top {k}")
+                                    f"text -> image (or other input): the caption's own in the top {k}")
        for k in (1, 5, 10)},
 }
 

@@ -1,4 +1,6 @@
-"""Image-text retrieval recall@K in both directions (Flickr30k / COCO retrieval protocol).
+"""Image-text retrieval recall@K in both directions (Flickr30k / COCO retrieval protocol), and
+the same between text and another modality (audio-caption retrieval as on Clotho or AudioCaps):
+"image" below is the sample's input, whatever its modality.
 
 Each sample is an image with its captions. The runner stores L2-normalised embeddings; every
 image is ranked against every caption of the benchmark by cosine similarity (the order a
