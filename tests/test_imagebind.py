@@ -354,3 +354,19 @@ def test_cli_takes_depth_when_told_and_refuses_mixed_inputs(model):
     assert [row["score"] for row in rows] == pytest.approx(list(want), abs=1e-6)
     r = _cli("embed", DATA / WAVS[0], IMAGES / "astronaut.png", "--model", DATA / "checkpoint")
     assert r.exit_code != 0 and "mix audio files and images" in r.output
+
+
+def test_the_memory_check_counts_the_pickle_before_loading(tmp_path, cache, monkeypatch):
+    """The official release is a pickle: its parameters are counted from the memory-mapped
+    tensors' shapes, so a machine without room refuses before converting or loading anything."""
+    from vlmzoo.engine import memory
+
+    folder = tmp_path / "ckpt"
+    shutil.copytree(DATA / "checkpoint", folder)
+    monkeypatch.setattr(memory, "available_bytes", lambda: 1000)
+    with pytest.raises(memory.InsufficientMemoryError, match=r"needs about .* \(0\.00B parameters x 4 bytes"):
+        vlmzoo.load(folder, dtype="float32")
+    state = torch.load(DATA / "checkpoint" / "imagebind_huge.pth", weights_only=True)
+    assert vlmzoo.families.family_class("imagebind").weight_params(folder) == pytest.approx(
+        sum(t.numel() for t in state.values()) / 1e9)
+    assert not list((cache / "vlmzoo" / "converted").glob(f"imagebind_huge-*{folder.name}*"))

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from vlmzoo import catalog, families, hub
 from vlmzoo.engine.cpu.allocator import keep_freed_memory, release_free_memory
 from vlmzoo.engine.device import pick_device, pick_dtype
-from vlmzoo.engine.memory import check_fits, params_from_weights
+from vlmzoo.engine.memory import check_fits
 from vlmzoo.errors import InputError, UnknownModelError
 from vlmzoo.families.base import VLModel
 from vlmzoo.families.hf import read_config
@@ -61,6 +61,9 @@ def resolve(
         if not families.loadable(entry.card.family):
             raise UnknownModelError(f"{name} is in the catalog (support: {entry.card.support}) but vlmzoo cannot "
                                     f"load family {entry.card.family!r} yet")
+        if entry.checkpoint.from_folder:
+            raise UnknownModelError(f"{entry.checkpoint.name} cannot be fetched by name: {entry.checkpoint.from_folder} "
+                                    "Then load that folder: vlmzoo.load('/path/to/folder').")
         cls = families.family_class(entry.card.family)
         torch_dtype = dtype_for(cls)
         params = entry.checkpoint.params_b or entry.card.params_b
@@ -108,7 +111,7 @@ def load_resolved(r: Resolved, *, allow_urls: bool = False, max_pixels: int | No
         raise InputError(f"{r.name} is a local model; {', '.join(sorted(api_options))} apply to API models only")
     release_free_memory()  # memory an earlier model left for reuse counts as available again
     # before loading, from the weight files' headers: the truth for whatever is on disk
-    check_fits(r.name, params_from_weights(r.path), _name(r.dtype), r.device)
+    check_fits(r.name, r.cls.weight_params(r.path), _name(r.dtype), r.device)
     model = r.cls.from_pretrained(
         r.path,
         name=r.name,

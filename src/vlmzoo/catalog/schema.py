@@ -96,6 +96,9 @@ class Checkpoint(BaseModel):
     # files the official code takes from other hub repos, by file name -> repo (moondream2's
     # tokenizer.json comes from moondream/starmie-v1): laid beside the checkpoint's own files
     files_from: dict[str, str] = {}
+    # set where the published files cannot be fetched by name as one checkpoint (MiniGPT-4's lie in
+    # four places, some on Google Drive): what folder to lay out, said when the name is loaded
+    from_folder: str = ""
     params_b: float | None = None
     tasks: tuple[str, ...] | None = None  # narrows the card's tasks for this checkpoint
     note: str = ""

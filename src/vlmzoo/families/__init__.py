@@ -64,12 +64,17 @@ BUILTIN: tuple[Family, ...] = (
     Family("moondream", f"{_F}.moondream:MoondreamModel", ("moondream1",)),
     Family("moondream1", f"{_F}.moondream.moondream1:Moondream1Model"),
     Family("imagebind", f"{_F}.imagebind:ImageBindModel", weight_files=("imagebind_huge.pth",)),
+    # MiniGPT-4 / MiniGPT-v2: the official layout has no config.json; a folder holding a published
+    # MiniGPT checkpoint, eva_vit_g.pth or vlmzoo's minigpt4.json settings loads as it
+    Family("minigpt4", f"{_F}.minigpt4:MiniGPT4Model",
+           weight_files=("pretrained_minigpt4.pth", "pretrained_minigpt4_7b.pth", "prerained_minigpt4_7b.pth",
+                         "pretrained_minigpt4_llama2_7b.pth", "minigptv2_checkpoint.pth", "eva_vit_g.pth",
+                         "minigpt4.json")),
     # API models (families/api/): no weights, a provider's HTTP API behind the same tasks
     Family("openai", f"{_F}.api.openai:OpenAIModel", api_prefix="openai"),
     Family("openai_compatible", f"{_F}.api.openai:OpenAICompatibleModel", api_prefix="openai-compatible"),
     Family("gemini", f"{_F}.api.gemini:GeminiModel", api_prefix="gemini"),
     # known to the catalog, code still to come
-    Family("minigpt4", None),
     Family("seed", None),
 )
 

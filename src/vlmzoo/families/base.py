@@ -164,6 +164,16 @@ class VLModel:
         return load_model(getattr(transformers, cls.model_class), path, device=device, dtype=dtype)
 
     @classmethod
+    def weight_params(cls, path: Path) -> float | None:
+        """Billions of parameters the checkpoint at ``path`` holds, read without loading a tensor
+        (the memory check before loading); None when it cannot be told. Default: the
+        safetensors headers. Families whose official files are pickles or lie in several places
+        count their own."""
+        from vlmzoo.engine.memory import params_from_weights
+
+        return params_from_weights(path)
+
+    @classmethod
     def load_processor(cls, path: Path):
         """What turns images and text into model inputs. Default: the checkpoint's own processor
         (transformers' AutoProcessor, never Hub code)."""

@@ -9,12 +9,15 @@ family's table (``convert.py``). A table row is one of:
 - ``Split(pattern, targets)``: one official tensor is several of ours stacked along dim 0 (a
   fused q/k/v projection); each part's size is read off our module, so the table needs no config;
 - ``Join(parts, target)``: several official tensors are one of ours stacked along dim 0 (an
-  embedding and the rows added to it later).
+  embedding and the rows added to it later);
+- ``Ignore(pattern, why)``: an official tensor the model does not use (a buffer it computes
+  itself, a head of another model, a layer the official code never builds), consumed and
+  dropped on purpose: never read, and the reason stays in the table.
 
 The first row whose pattern matches wins. Before a byte of weights is read, the plan is checked
-against the modules from the files' headers alone: a tensor no row maps, a module tensor nothing
-fills, and a shape that differs are each an error naming the tensors, never a warning. The
-modules are built on the meta device first, so weights are held once.
+against the modules from the files' headers alone: a tensor no row maps (or ignores), a module
+tensor nothing fills, and a shape that differs are each an error naming the tensors, never a
+warning. The modules are built on the meta device first, so weights are held once.
 """
 
 from __future__ import annotations
@@ -42,6 +45,12 @@ class Join:
     target: str  # the replacement; every part must name the same tensor of ours
 
 
+@dataclass(frozen=True)
+class Ignore:
+    pattern: str
+    why: str  # what the tensor is and why the model has no use for it
+
+
 @dataclass
 class Step:
     """Official tensor(s) -> our tensor(s): one rename, one split or one join."""
@@ -53,6 +62,7 @@ class Step:
 class Plan:
     steps: list[Step] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # official tensors an Ignore row drops
 
 
 def weight_files(folder: Path) -> list[Path]:
@@ -76,9 +86,12 @@ def weight_files(folder: Path) -> list[Path]:
 
 def route(name: str, table) -> tuple[list[str], tuple[int, int] | None] | None:
     """Where ``name`` goes: (our tensor names, (part index, parts) for a Join row else None), or
-    None when no row matches."""
+    None when no row matches. An Ignore row's tensor goes nowhere: ([], None)."""
     for rule in table:
-        if isinstance(rule, Split):
+        if isinstance(rule, Ignore):
+            if re.fullmatch(rule.pattern, name):
+                return [], None
+        elif isinstance(rule, Split):
             if re.fullmatch(rule.pattern, name):
                 return [re.sub(rule.pattern, t, name) for t in rule.targets], None
         elif isinstance(rule, Join):
@@ -102,6 +115,9 @@ def plan(official: dict[str, tuple], table, expected: dict[str, tuple]) -> Plan:
     unmapped, wrong, missing, joins = [], [], [], {}
     for name, shape in official.items():
         found = route(name, table)
+        if found is not None and not found[0]:  # an Ignore row: consumed, never read
+            result.ignored.append(name)
+            continue
         targets = found[0] if found else []
         if not found or any(t not in expected for t in targets):
             unmapped.append(f"{name} (-> {', '.join(targets)})" if targets else name)

@@ -10,7 +10,9 @@ A family class mixes ``ImagePromptLM`` in before the transformers LM class and i
 - ``image_positions``: (B, images or crops, tokens each) the prompt position of each image
   token's features, negative where none goes (a dropped margin, batch padding).
 
-``left_padded``, ``stacked`` and ``shifted`` build those batches from per-prompt lists.
+``left_padded``, ``stacked`` and ``shifted`` build those batches from per-prompt lists;
+``image_batch`` all of it for families whose images are fixed-size arrays (NVLM-D's tiles,
+MiniGPT-4's images).
 
 Features replace the placeholder tokens' embeddings (MiniCPM-V, NVLM-D), or are added to them
 where the official model adds them (``adds_image_features``: Molmo).
@@ -53,6 +55,22 @@ def stacked(per_row: list[list[np.ndarray]], fill: float) -> torch.Tensor:
 def shifted(positions: list[np.ndarray], shift: int) -> list[np.ndarray]:
     """A row's image positions moved right by its left padding (negative ones stay)."""
     return [np.where(p >= 0, p + shift, p) for p in positions]
+
+
+def image_batch(ids: list[list[int]], pixels: list[list[np.ndarray]], positions: list[list[np.ndarray]],
+                pad_id: int):
+    """The processor output for prompts whose images (or tiles) are whole arrays of one shape:
+    left-padded ids and mask, and when there are images, their pixels (missing ones zero), a mask
+    saying which are real, and their positions moved by each row's padding."""
+    from transformers import BatchFeature
+
+    tokens, mask, shifts = left_padded(ids, pad_id)
+    out = {"input_ids": tokens, "attention_mask": mask}
+    if any(pixels):
+        out.update(pixel_values=stacked(pixels, 0.0),
+                   image_masks=stacked([[np.ones((), bool)] * len(p) for p in pixels], False),
+                   image_positions=stacked([shifted(p, k) for p, k in zip(positions, shifts)], -1))
+    return BatchFeature(out)
 
 
 def place_image_features(embeds: torch.Tensor, features: torch.Tensor, positions: torch.Tensor,

@@ -47,6 +47,12 @@ def converted(file: Path, *, wrapper: str | None = None) -> Path:
     return folder
 
 
+def parameter_count(file: Path, wrapper: str | None = None) -> int:
+    """Values in a pickled state dict, counted from its tensors' shapes: the zip format is
+    memory-mapped, so no tensor data is read (the same weights_only refusal applies)."""
+    return sum(t.numel() for t in read_pickle(Path(file), wrapper).values())
+
+
 def read_pickle(file: Path, wrapper: str | None = None) -> dict:
     """The tensors of a pickled state dict, read with ``torch.load(weights_only=True)`` only."""
     import torch

@@ -47,6 +47,15 @@ class ImageBindModel(VLModel):
         return convert.load(path, device=device, dtype=dtype)
 
     @classmethod
+    def weight_params(cls, path: Path) -> float | None:
+        from vlmzoo.families.imagebind.convert import WEIGHTS
+        from vlmzoo.families.pickled import parameter_count
+
+        if (Path(path) / WEIGHTS).is_file() and not any(Path(path).glob("*.safetensors")):
+            return parameter_count(Path(path) / WEIGHTS) / 1e9
+        return super().weight_params(path)
+
+    @classmethod
     def load_processor(cls, path: Path):
         from vlmzoo.families.imagebind.tokenizer import ClipBPE, find_vocab
 

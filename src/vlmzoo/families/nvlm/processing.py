@@ -114,15 +114,8 @@ class NVLMProcessor:
         return Encoded(ids, pixels, list(where))
 
     def __call__(self, prompts: list[str], images: list[list[Image.Image]]):
-        from transformers import BatchFeature
-
-        from vlmzoo.families.image_prompt import left_padded, shifted, stacked
+        from vlmzoo.families.image_prompt import image_batch
 
         rows = [self.encode_one(p, imgs) for p, imgs in zip(prompts, images)]
-        ids, mask, shifts = left_padded([r.ids for r in rows], self.tokenizer.pad_token_id)
-        out = {"input_ids": ids, "attention_mask": mask}
-        if any(r.tiles for r in rows):
-            out.update(pixel_values=stacked([r.tiles for r in rows], 0.0),
-                       image_masks=stacked([[np.ones((), bool)] * len(r.tiles) for r in rows], False),
-                       image_positions=stacked([shifted(r.positions, k) for r, k in zip(rows, shifts)], -1))
-        return BatchFeature(out)
+        return image_batch([r.ids for r in rows], [r.tiles for r in rows], [r.positions for r in rows],
+                           self.tokenizer.pad_token_id)
