@@ -98,20 +98,30 @@ class FakeAPI:
             action = self.script.popleft() if self.script else None
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        released = []
+
+        def release():
+            """The request stops counting as in flight before the bytes that let the client finish
+            are written: counted after them, a client that already sent its next request would
+            see one request too many in flight (a race the count must not have)."""
+            if not released:
+                released.append(True)
+                with self._lock:
+                    self.in_flight -= 1
+
         try:
             if isinstance(action, Fail):
-                return self._error(handler, action, seen.key or "")
+                return self._error(handler, action, seen.key or "", release)
             time.sleep(action.seconds if isinstance(action, Stall) else self.delay)
             words, finish = self._words(body)
             if self._streamed(path, body):
-                self._stream(handler, body, words, finish)
+                self._stream(handler, body, words, finish, release)
             else:
-                self._send_json(handler, 200, self._completion(body, words, finish))
+                self._send_json(handler, 200, self._completion(body, words, finish), release=release)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout test)
             pass
         finally:
-            with self._lock:
-                self.in_flight -= 1
+            release()
 
     def _words(self, body: dict) -> tuple[list[str], str]:
         if self.kind == "openai":
@@ -139,7 +149,7 @@ class FakeAPI:
                                   "totalTokenCount": self.prompt_tokens + len(words)},
                 "modelVersion": "fake"}
 
-    def _stream(self, handler, body: dict, words: list[str], finish: str) -> None:
+    def _stream(self, handler, body: dict, words: list[str], finish: str, release) -> None:
         handler.send_response(200)
         handler.send_header("Content-Type", "text/event-stream")
         handler.end_headers()
@@ -164,12 +174,14 @@ class FakeAPI:
             last["candidates"][0]["content"]["parts"] = [{"text": pieces[-1] if pieces else ""}]
             events.append(last)
             lines = [f"data: {json.dumps(e)}\r\n\r\n" for e in events]
-        for line in lines:
+        for i, line in enumerate(lines):
+            if i == len(lines) - 1:
+                release()
             handler.wfile.write(line.encode())
             handler.wfile.flush()
             time.sleep(0.01)
 
-    def _error(self, handler, fail: Fail, key: str) -> None:
+    def _error(self, handler, fail: Fail, key: str, release) -> None:
         message = fail.message.replace("{key}", key)
         if self.kind == "openai":
             body = {"error": {"message": message, "type": OPENAI_TYPE.get(fail.status, "error"), "param": None,
@@ -178,10 +190,10 @@ class FakeAPI:
             body = {"error": {"code": fail.status, "message": message, "status": GEMINI_STATUS.get(fail.status, "UNKNOWN")}}
             if fail.details is not None:
                 body["error"]["details"] = fail.details
-        self._send_json(handler, fail.status, body, fail.headers)
+        self._send_json(handler, fail.status, body, fail.headers, release)
 
     @staticmethod
-    def _send_json(handler, status: int, body: dict, headers: dict | None = None) -> None:
+    def _send_json(handler, status: int, body: dict, headers: dict | None = None, release=None) -> None:
         data = json.dumps(body).encode()
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json")
@@ -189,6 +201,8 @@ class FakeAPI:
         for k, v in (headers or {}).items():
             handler.send_header(k, v)
         handler.end_headers()
+        if release is not None:
+            release()
         handler.wfile.write(data)
 
 

@@ -28,7 +28,7 @@ LAYERS = {
     "vlmzoo.families": 2,
     "vlmzoo.engine": 1,
     **{f"vlmzoo.{m}": 0 for m in ("errors", "tasks", "images", "safe_fetch", "urls", "prompts", "cache_dir",
-                                  "extras", "draw", "samples", "modalities")},
+                                  "extras", "draw", "samples", "modalities", "files")},
 }
 
 

@@ -234,7 +234,9 @@ def test_a_failed_write_keeps_the_old_report(built, tmp_path, monkeypatch):
     def crash(*args):
         raise OSError("disk gone")
 
-    monkeypatch.setattr(report_module.os, "replace", crash)
+    import vlmzoo.files  # the report is written through it
+
+    monkeypatch.setattr(vlmzoo.files.os, "replace", crash)
     with Store(built["db"]) as store, pytest.raises(OSError, match="disk gone"):
         write_report(store, store.find_runs("vqa-mini"), out)
     assert out.read_text(encoding="utf-8") == "old report"

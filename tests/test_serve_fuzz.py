@@ -27,6 +27,9 @@ def api_schema(tiny, tiny_chat):
 
 # per operation; VLMZOO_FUZZ_EXAMPLES=2000 for a deeper run by hand
 EXAMPLES = int(os.environ.get("VLMZOO_FUZZ_EXAMPLES", "150"))
+# the same draws every run by default, so a CI result is reproducible (the floors on how many
+# bodies reach the model are then facts about those draws); VLMZOO_FUZZ_RANDOM=1 draws afresh
+DERANDOMIZE = os.environ.get("VLMZOO_FUZZ_RANDOM") != "1"
 # the model each operation is about: a chat model for chats, a dual encoder for embeddings
 SERVED = {"/v1/chat/completions": "qwen", "/v1/embeddings": "clip", "/v1/models/{model_id}": "qwen"}
 
@@ -60,7 +63,7 @@ def test_no_request_gets_a_server_error(api_schema):
                  | operation.as_strategy(generation_mode=schemathesis.GenerationMode.NEGATIVE))
 
         @given(case=cases, served=st.sampled_from([True, True, True, False]))
-        @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=DERANDOMIZE)
         def check(case, served):
             _name_a_served_model(case, served)
             response = case.call(timeout=60)
@@ -140,7 +143,7 @@ def test_well_formed_chats_with_odd_images_and_options_get_no_server_error(api_s
     answered = []
 
     @given(body=_chats)
-    @settings(max_examples=EXAMPLES // 3, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @settings(max_examples=EXAMPLES // 3, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=DERANDOMIZE)
     def check(body):
         r = _post_raw(url, "/v1/chat/completions", body)
         assert r.status_code < 500, (body, r.text[:500])
@@ -154,7 +157,7 @@ def test_well_formed_chats_with_odd_images_and_options_get_no_server_error(api_s
 
     check()
     # about 45% reach the model on average (the rest are refused on purpose); a fifth is a floor
-    # the random draws stay above with a wide margin
+    # the draws stay above with a wide margin (26 of 50 with the fixed draws)
     assert sum(answered) >= len(answered) // 5, f"only {sum(answered)} of {len(answered)} bodies reached the model"
 
 
@@ -166,7 +169,7 @@ def test_embeddings_of_odd_images_and_long_texts_get_no_server_error(api_schema)
     answered = []
 
     @given(inputs=_embedding_inputs, encoding=st.sampled_from(["float", "base64"]))
-    @settings(max_examples=EXAMPLES // 3, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @settings(max_examples=EXAMPLES // 3, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=DERANDOMIZE)
     def check(inputs, encoding):
         r = _post_raw(url, "/v1/embeddings", {"model": "clip", "input": inputs, "encoding_format": encoding})
         assert r.status_code < 500, (str(inputs)[:300], r.text[:500])

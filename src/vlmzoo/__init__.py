@@ -30,6 +30,7 @@ _EXPORTS = {
     "Grounding": "vlmzoo.tasks",
     "Box": "vlmzoo.tasks",
     "Point": "vlmzoo.tasks",
+    "GeneratedImage": "vlmzoo.tasks",
     "VlmzooError": "vlmzoo.errors",
     "Audio": "vlmzoo.modalities",
     "Depth": "vlmzoo.modalities",
@@ -38,15 +39,16 @@ _EXPORTS = {
 }
 
 __all__ = ["load", "list_models", "Message", "ImagePart", "Answer", "Caption", "ClassScores", "Embeddings",
-           "MatchScores", "Retrieval", "Hit", "Grounding", "Box", "Point", "VlmzooError", "Audio", "Depth", "Thermal", "IMU", "__version__"]
+           "MatchScores", "Retrieval", "Hit", "Grounding", "Box", "Point", "GeneratedImage", "VlmzooError", "Audio",
+           "Depth", "Thermal", "IMU", "__version__"]
 
 if TYPE_CHECKING:
     from vlmzoo.catalog import list_models
     from vlmzoo.errors import VlmzooError
     from vlmzoo.loading import load
     from vlmzoo.modalities import IMU, Audio, Depth, Thermal
-    from vlmzoo.tasks import (Answer, Box, Caption, ClassScores, Embeddings, Grounding, Hit, ImagePart, MatchScores,
-                              Message, Point, Retrieval)
+    from vlmzoo.tasks import (Answer, Box, Caption, ClassScores, Embeddings, GeneratedImage, Grounding, Hit, ImagePart,
+                              MatchScores, Message, Point, Retrieval)
 
 
 def __getattr__(name: str):

@@ -6,10 +6,12 @@ No model code here and no torch import: the CLI, the catalog and the server all 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-TASKS: tuple[str, ...] = ("caption", "ask", "classify", "embed", "match", "retrieve", "ground", "detect", "point")
+TASKS: tuple[str, ...] = ("caption", "ask", "classify", "embed", "match", "retrieve", "ground", "detect", "point",
+                          "imagine")
 
 ROLES = ("system", "user", "assistant")
 
@@ -303,3 +305,38 @@ class Grounding:
         if self.points:
             out["points"] = [p.to_dict() for p in self.points]
         return out
+
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+
+@dataclass(frozen=True, eq=False)
+class GeneratedImage:
+    """A picture a model made (``imagine``): the image, the prompt, the discrete image codes the
+    model emitted where it works that way (SEED-LLaMA's 32), and the wall time."""
+
+    image: object  # PIL.Image.Image (not imported here: the task vocabulary stays light)
+    prompt: str
+    codes: tuple[int, ...] = ()
+    seconds: float = 0.0
+
+    def save(self, path) -> Path:
+        """The image written to ``path`` (format by suffix: .png, .jpg, .webp) atomically: the
+        old file or the new one, never half of one."""
+        import io
+
+        from vlmzoo.errors import InputError
+        from vlmzoo.files import write_atomically
+
+        path = Path(path)
+        fmt = IMAGE_FORMATS.get(path.suffix.lower())
+        if fmt is None:
+            raise InputError(f"{path}: give a .png, .jpg or .webp file name for the image")
+        if path.is_dir():
+            raise InputError(f"{path} is a folder; give a file name such as car.png")
+        buf = io.BytesIO()
+        self.image.convert("RGB").save(buf, fmt) if fmt == "JPEG" else self.image.save(buf, fmt)
+        return write_atomically(path, buf.getvalue())
+
+    def to_dict(self) -> dict:
+        return {"prompt": self.prompt, "codes": list(self.codes), "width": self.image.width,
+                "height": self.image.height, "seconds": self.seconds}

@@ -1,7 +1,7 @@
 """The ``vlmzoo`` command line. Thin: parses, calls the Python API, prints.
 
 Modules, each a group of commands: catalog (models, show), tasks (caption, ask, classify,
-embed, match, ground, point, detect), demo, evaluate (benchmarks, eval, compare, report), serve; and
+embed, match, ground, point, detect, imagine), demo, evaluate (benchmarks, eval, compare, report), serve; and
 output, what they share. torch and transformers are imported only by commands that load a
 model, so ``vlmzoo --help`` and ``vlmzoo models`` start fast.
 """
@@ -32,6 +32,6 @@ def main():
 
 
 for command in (catalog.models, catalog.show, tasks.caption, tasks.ask, tasks.classify, tasks.embed, tasks.match,
-                tasks.ground, tasks.point, tasks.detect, demo.demo, evaluate.benchmarks, evaluate.eval_, evaluate.compare,
+                tasks.ground, tasks.point, tasks.detect, tasks.imagine, demo.demo, evaluate.benchmarks, evaluate.eval_, evaluate.compare,
                 evaluate.report, serve.serve):
     main.add_command(command)

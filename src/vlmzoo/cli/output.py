@@ -4,9 +4,7 @@ files written whole (a temporary file renamed into place)."""
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import click
@@ -67,15 +65,9 @@ def _cell(v) -> str:
 
 
 def write_atomic(path: Path, text: str):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from vlmzoo.files import write_atomically
+
+    write_atomically(path, text)
 
 
 def finish(errors) -> None:

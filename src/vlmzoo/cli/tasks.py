@@ -313,3 +313,34 @@ def _locate(task: str, image, opts, draw_path, *args, **gen):
     intake = _take([image], opts)
     finish(intake.errors)
     _run_boxes(getattr(model, task)(intake.images[0], *args, **gen), opts, draw_path, intake.images[0].image)
+
+
+@click.command()
+@click.argument("prompt")
+@click.option("--model", "-m", required=True, help="catalog id, hub id or checkpoint folder of a model that makes images")
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False),
+              help="where to write the image (.png, .jpg or .webp); written whole or not at all")
+@click.option("--image", "images", multiple=True, help="an image the prompt refers to (repeatable; models that take them)")
+@click.option("--seed", type=int, default=None, help="makes the image repeatable")
+@click.option("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if present)")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None)
+@click.option("--jsonl", is_flag=True, help="print the result as one JSON object")
+def imagine(prompt, model, out, images, seed, device, dtype, jsonl):
+    """Make a picture from a text prompt (models that generate images: SEED-LLaMA)."""
+    from pathlib import Path
+
+    from vlmzoo.tasks import IMAGE_FORMATS
+
+    target = Path(out)
+    if target.suffix.lower() not in IMAGE_FORMATS:  # before minutes of loading and generating
+        fail(f"--out {out}: give a .png, .jpg or .webp file name")
+    if not prompt.strip():
+        fail("the prompt is empty")
+    opts = {"model": model, "device": device, "dtype": dtype, "allow_urls": False, "max_pixels": None}
+    loaded = _load(opts)
+    loaded.require("imagine")
+    gen = {"seed": seed} if seed is not None else {}
+    with console(stderr=True).status("imagining"):
+        result = loaded.imagine(prompt, images=list(images) or None, **gen)
+    result.save(target)
+    emit([{"out": str(target), **result.to_dict()}], {"jsonl": jsonl, "out": None}, ("out", "width", "height", "seconds"))

@@ -310,6 +310,12 @@ class VLModel:
         self.require("point")
         raise NotImplementedError
 
+    def imagine(self, prompt: str, images=None, **gen):
+        """A picture made from ``prompt`` (and, for models that take them, ``images``): a
+        ``GeneratedImage``."""
+        self.require("imagine")
+        raise NotImplementedError
+
     def retrieve(self, *, images, texts, k: int = 5, query: str = "text") -> list[Retrieval]:
         """Top-k images for each text (``query="text"``) or texts for each image (``"image"``).
 

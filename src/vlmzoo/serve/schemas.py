@@ -177,6 +177,32 @@ class EmbeddingList(BaseModel):
     usage: EmbeddingUsage
 
 
+# -- image generation ------------------------------------------------------------------------------
+
+
+class ImageGenerationRequest(_Body):
+    """OpenAI's images.generate, for models that make pictures (SEED-LLaMA). One image per
+    request, returned inline; the size is the model's own."""
+
+    model: str
+    prompt: str = Field(min_length=1)
+    n: int = Field(default=1, ge=1, le=1, description="Images per request: 1.")
+    response_format: Literal["b64_json", "url"] = "b64_json"
+    size: str | None = Field(default=None, description="'auto' or left out: the model makes its own size.")
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1, description="vlmzoo extension: makes the image repeatable.")
+    user: str | None = None
+
+
+class GeneratedImageData(BaseModel):
+    b64_json: str
+    revised_prompt: str | None = None
+
+
+class ImagesResponse(BaseModel):
+    created: int
+    data: list[GeneratedImageData]
+
+
 # -- models, health, errors ------------------------------------------------------------------------
 
 

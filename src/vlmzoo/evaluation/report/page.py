@@ -8,9 +8,7 @@ data URIs, and a Content-Security-Policy that forbids loading anything or runnin
 from __future__ import annotations
 
 import math
-import os
 import re
-import tempfile
 import time
 from html import escape
 from pathlib import Path
@@ -26,6 +24,7 @@ from vlmzoo.evaluation.report.charts import (
 from vlmzoo.evaluation.report.data import BenchmarkView, gather
 from vlmzoo.evaluation.report.gallery import GALLERY_CAP, gallery_html
 from vlmzoo.evaluation.store import Run, Store
+from vlmzoo.files import write_atomically
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -74,23 +73,10 @@ def write_report(store: Store, runs: list[Run], out: Path, *, resamples: int = 1
     if out.is_dir():
         raise InputError(f"{out} is a folder; give a file path such as report.html")
     views = gather(store, runs, resamples=resamples)
-    write_atomically(out, render_page(store, runs, views))
+    write_atomically(out, render_page(store, runs, views))  # readers see the old page or the new, never half
     return out
 
 
-def write_atomically(out: Path, text: str) -> None:
-    """Temp file in the same folder, then rename: readers see the old page or the new, never half."""
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is meant to be shared
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def render_page(store: Store, runs: list[Run], views: list[BenchmarkView]) -> str:
