@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from pickles import Payload, with_payload
 from PIL import Image
 
 import vlmzoo
@@ -220,16 +221,6 @@ def test_the_pickle_is_converted_once(model, cache):
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no half-written file left
 
 
-class _Payload:
-    """What a malicious checkpoint carries: unpickling it would call os.system."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
-
-
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # the legacy pickle below: refused anyway
 def test_a_pickle_carrying_code_is_refused_and_never_run(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
@@ -237,15 +228,14 @@ def test_a_pickle_carrying_code_is_refused_and_never_run(tmp_path, monkeypatch):
     folder = tmp_path / "ckpt"
     folder.mkdir()
     shutil.copy(DATA / "checkpoint" / "bpe_simple_vocab_16e6.txt.gz", folder)
-    state = torch.load(DATA / "checkpoint" / "imagebind_huge.pth", weights_only=True)
-    state["payload"] = _Payload(marker)
-    torch.save(state, folder / "imagebind_huge.pth")
+    shutil.copy(DATA / "checkpoint" / "imagebind_huge.pth", folder)
+    with_payload(folder / "imagebind_huge.pth", marker)
     with pytest.raises(UnknownModelError, match=r"imagebind_huge\.pth: refused: the pickle holds more than tensors"):
         vlmzoo.load(folder)
     assert not marker.exists()
     # the same payload in a legacy (non-zip) pickle
     with open(folder / "imagebind_huge.pth", "wb") as f:
-        pickle.dump({"x": _Payload(marker)}, f)
+        pickle.dump({"x": Payload(marker)}, f)
     with pytest.raises(UnknownModelError, match="refused"):
         vlmzoo.load(folder)
     assert not marker.exists()

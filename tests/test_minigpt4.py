@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from pickles import with_payload
 from PIL import Image
 
 import vlmzoo
@@ -452,22 +452,10 @@ def test_pickles_are_converted_once_and_a_code_payload_is_refused(models, cache,
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     marker, folder = tmp_path / "ran", tmp_path / "ckpt"
     shutil.copytree(DATA / "minigpt4_llama2" / "checkpoint", folder)
-    state = torch.load(folder / "pretrained_minigpt4_llama2_7b.pth", weights_only=True)
-    state["payload"] = _Payload(marker)
-    torch.save(state, folder / "pretrained_minigpt4_llama2_7b.pth")
+    with_payload(folder / "pretrained_minigpt4_llama2_7b.pth", marker)
     with pytest.raises(UnknownModelError, match=r"pretrained_minigpt4_llama2_7b\.pth: refused: the pickle holds more"):
         vlmzoo.load(folder)
     assert not marker.exists() and not list((tmp_path / "cache").rglob("*.safetensors"))
-
-
-class _Payload:
-    """What a malicious checkpoint carries: unpickling it would call os.system."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
 
 
 def test_the_llm_as_pickled_bin_shards_loads_as_its_safetensors(models, cache, tmp_path):

@@ -64,6 +64,11 @@ BUILTIN: tuple[Family, ...] = (
     Family("moondream", f"{_F}.moondream:MoondreamModel", ("moondream1",)),
     Family("moondream1", f"{_F}.moondream.moondream1:Moondream1Model"),
     Family("imagebind", f"{_F}.imagebind:ImageBindModel", weight_files=("imagebind_huge.pth",)),
+    # SEED tokenizer / SEED-LLaMA: a folder laid out as the official code finds its files (the SEED
+    # tokenizer, eva_vit_g.pth, the LLM, the unCLIP decoder); before minigpt4, whose files include
+    # eva_vit_g.pth too
+    Family("seed", f"{_F}.seed:SeedTokenizerModel",
+           weight_files=("seed_tokenizer/seed_quantizer.pt", "seed_quantizer.pt", "seed.json")),
     # MiniGPT-4 / MiniGPT-v2: the official layout has no config.json; a folder holding a published
     # MiniGPT checkpoint, eva_vit_g.pth or vlmzoo's minigpt4.json settings loads as it
     Family("minigpt4", f"{_F}.minigpt4:MiniGPT4Model",
@@ -74,8 +79,6 @@ BUILTIN: tuple[Family, ...] = (
     Family("openai", f"{_F}.api.openai:OpenAIModel", api_prefix="openai"),
     Family("openai_compatible", f"{_F}.api.openai:OpenAICompatibleModel", api_prefix="openai-compatible"),
     Family("gemini", f"{_F}.api.gemini:GeminiModel", api_prefix="gemini"),
-    # known to the catalog, code still to come
-    Family("seed", None),
 )
 
 

@@ -84,6 +84,14 @@ def weight_files(folder: Path) -> list[Path]:
     return files
 
 
+def shapes(folder: Path) -> dict[str, tuple]:
+    """Tensor name -> shape over a folder's safetensors, from the headers alone."""
+    from vlmzoo.engine.memory import read_safetensors_header
+
+    return {name: tuple(meta["shape"]) for file in weight_files(folder)
+            for name, meta in read_safetensors_header(file).items() if name != "__metadata__"}
+
+
 def route(name: str, table) -> tuple[list[str], tuple[int, int] | None] | None:
     """Where ``name`` goes: (our tensor names, (part index, parts) for a Join row else None), or
     None when no row matches. An Ignore row's tensor goes nowhere: ([], None)."""
@@ -151,9 +159,10 @@ def _stacks(whole, parts) -> bool:
             and (len(parts) == 1 or len(whole) > 0))
 
 
-def load_official(module, folder: Path, table, *, device: str, dtype):
+def load_official(module, folder: Path, table, *, device: str, dtype, prefix: str = ""):
     """``module`` (built on the meta device) with the checkpoint's tensors, on ``device`` in
-    ``dtype`` and in eval mode."""
+    ``dtype`` and in eval mode. ``prefix``: put before the file's tensor names, where the official
+    code loads the file into a submodule (its names in the official model are the table's)."""
     import torch
     from safetensors import safe_open
 
@@ -164,7 +173,7 @@ def load_official(module, folder: Path, table, *, device: str, dtype):
     for file in weight_files(folder):
         for name, meta in read_safetensors_header(file).items():  # a damaged file is named
             if name != "__metadata__":
-                where[name], shapes[name] = file, tuple(meta["shape"])
+                where[prefix + name], shapes[prefix + name] = file, tuple(meta["shape"])
     steps = plan(shapes, table, expected)
     if steps.problems:
         raise UnknownModelError(f"{folder}: the checkpoint does not match the model; " + "; ".join(steps.problems))
@@ -172,7 +181,7 @@ def load_official(module, folder: Path, table, *, device: str, dtype):
     with ExitStack() as stack:
         handles = {f: stack.enter_context(safe_open(str(f), framework="pt")) for f in set(where.values())}
         for step in steps.steps:
-            tensors = [handles[where[n]].get_tensor(n).to(device=device, dtype=dtype) for n in step.sources]
+            tensors = [handles[where[n]].get_tensor(n[len(prefix):]).to(device=device, dtype=dtype) for n in step.sources]
             if len(step.targets) > 1:  # a split: the parts' sizes are ours
                 for target, part in zip(step.targets, tensors[0].split([expected[t][0] for t in step.targets])):
                     state[target] = part.contiguous()
@@ -181,6 +190,42 @@ def load_official(module, folder: Path, table, *, device: str, dtype):
     module.load_state_dict(state, strict=True, assign=True)
     # buffers outside the checkpoint (rotary tables) keep their own dtype, as transformers keeps them
     return module.to(device=device).eval()
+
+
+def view(model, paths, holders=None, holder_names=()):
+    """A module whose state is ``model``'s under ``paths`` (same names, the same submodules) and
+    the named holders: what one source file fills. Returns (view, parameter paths to hand back)."""
+    from torch import nn
+
+    root, handed = nn.Module(), []
+    for path in paths:
+        *parents, leaf = path.split(".")
+        owner, mirror = model, root
+        for name in parents:
+            owner = getattr(owner, name)
+            if name not in mirror._modules:
+                mirror.add_module(name, nn.Module())
+            mirror = mirror._modules[name]
+        target = getattr(owner, leaf)
+        if isinstance(target, nn.Module):
+            mirror.add_module(leaf, target)
+        else:
+            mirror.register_parameter(leaf, target)
+            handed.append(path)
+    for name in holder_names:
+        root.add_module(name, getattr(holders, name))
+    return root, handed
+
+
+def hand_back(model, part, handed) -> None:
+    """After loading into a ``view``: the parameters it held directly (``handed``, replaced by
+    the load) set on ``model`` again."""
+    for name in handed:
+        *parents, leaf = name.split(".")
+        owner, mirror = model, part
+        for p in parents:
+            owner, mirror = getattr(owner, p), getattr(mirror, p)
+        setattr(owner, leaf, getattr(mirror, leaf))
 
 
 def rebuild_rotary(model, config) -> None:

@@ -47,6 +47,47 @@ def converted(file: Path, *, wrapper: str | None = None) -> Path:
     return folder
 
 
+def folder_weights(folder: Path, what: str = "the folder") -> Path:
+    """A transformers-format folder's weights as safetensors: the folder itself when it holds
+    them, else its pickled ``pytorch_model.bin`` (or the shards ``pytorch_model.bin.index.json``
+    lists), each converted once and the shards linked side by side in vlmzoo's cache.
+    ``what`` names the folder in errors."""
+    from vlmzoo.cache_dir import cache_dir
+    from vlmzoo.families.checkpoints import INDEX
+
+    folder = Path(folder)
+    if any(folder.glob("*.safetensors")) or (folder / INDEX).is_file():
+        return folder
+    index = folder / "pytorch_model.bin.index.json"
+    if index.is_file():
+        try:
+            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        except (ValueError, KeyError) as e:
+            raise UnknownModelError(f"{index}: not a weights index ({e})") from None
+    elif (folder / "pytorch_model.bin").is_file():
+        shards = ["pytorch_model.bin"]
+    else:
+        raise UnknownModelError(f"{folder}: {what} has no weights (*.safetensors or pytorch_model*.bin)")
+    missing = [s for s in shards if not (folder / s).is_file()]
+    if missing:
+        raise UnknownModelError(f"{folder}: shard(s) {', '.join(missing)} listed in {index.name} are missing")
+    files = [converted(folder / s) / CONVERTED for s in shards]
+    if len(files) == 1:
+        return files[0].parent
+    root = cache_dir("converted")
+    key = hashlib.sha256("|".join(map(str, files)).encode()).hexdigest()[:16]
+    linked = root / f"{folder.name}-shards-{key}"
+    linked.mkdir(parents=True, exist_ok=True)
+    for i, target in enumerate(files):
+        link = linked / f"shard-{i:05d}.safetensors"
+        if not (link.is_symlink() and link.resolve() == target.resolve()):
+            temporary = linked / f".{link.name}.{os.getpid()}"  # made aside, then renamed
+            temporary.unlink(missing_ok=True)
+            temporary.symlink_to(target)
+            os.replace(temporary, link)
+    return linked
+
+
 def parameter_count(file: Path, wrapper: str | None = None) -> int:
     """Values in a pickled state dict, counted from its tensors' shapes: the zip format is
     memory-mapped, so no tensor data is read (the same weights_only refusal applies)."""

@@ -34,42 +34,54 @@ tensors.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from vlmzoo.errors import UnknownModelError
 from vlmzoo.families.checkpoints import (
-    INDEX,
     Ignore,
+    hand_back,
     load_official,
     plan,
     rebuild_rotary,
-    weight_files,
+    shapes,
+    view,
+)
+from vlmzoo.families.lavis import (
+    BERT_POSITION_IDS,
+    BERT_TEXT_SIDE,
+    EVA_VIT_G,
+    EVA_VIT_G_SIZES,
+    EVA_VIT_G_URL,
+    FILE_IMAGE_SIZE,
+    config_json,
+    eva_config,
+    eva_rows,
+    qformer_rows,
+    settings_path,
+)
+from vlmzoo.families.lavis import (
+    qformer_config as lavis_qformer_config,
+)
+from vlmzoo.families.lavis import (
+    read_settings as lavis_settings,
 )
 from vlmzoo.families.minigpt4.processing import VARIANTS, Variant
+from vlmzoo.families.pickled import folder_weights
 
-EVA_VIT_G = "eva_vit_g.pth"
 BLIP2_QFORMER = "blip2_pretrained_flant5xxl.pth"
 SETTINGS = "minigpt4.json"
 # the MiniGPT checkpoints under the names they are published with (the 7B one is misspelt on the
 # official Google Drive and the Vision-CAIR/minigpt4 Space)
 CHECKPOINTS = ("pretrained_minigpt4.pth", "pretrained_minigpt4_7b.pth", "prerained_minigpt4_7b.pth",
                "pretrained_minigpt4_llama2_7b.pth", "minigptv2_checkpoint.pth")
-URLS = {EVA_VIT_G: "https://storage.googleapis.com/sfr-vision-language-research/LAVIS/models/BLIP2/eva_vit_g.pth",
+URLS = {EVA_VIT_G: EVA_VIT_G_URL,
         BLIP2_QFORMER: "https://storage.googleapis.com/sfr-vision-language-research/LAVIS/models/BLIP2/"
                        "blip2_pretrained_flant5xxl.pth"}
 SETTING_KEYS = ("llama_model", "ckpt", "q_former_model", "vit_model", "vit", "qformer", "image_size", "lora_alpha")
-# create_eva_vit_g's EVA ViT-g (224 px as the file is stored) and bert-base-uncased's Q-Former sizes
-EVA_VIT_G_SIZES = {"embed_dim": 1408, "depth": 39, "num_heads": 16, "mlp_ratio": 4.3637, "patch_size": 14}
-BERT_BASE_SIZES = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072}
-FILE_IMAGE_SIZE = 224  # the resolution eva_vit_g.pth's positions are for
 LORA_ALPHA = 16  # eval_configs/minigptv2_eval.yaml (not in the checkpoint)
 
 V = "visual_encoder"
-Q = r"Qformer\.bert\.encoder\.layer\.(\d+)\."
 
 
 def table(vit_depth: int = EVA_VIT_G_SIZES["depth"], qformer: bool = True) -> list:
@@ -82,38 +94,12 @@ def table(vit_depth: int = EVA_VIT_G_SIZES["depth"], qformer: bool = True) -> li
                "their ln_vision keeps LayerNorm's initial weight 1 and bias 0"),
         Ignore(r"(qformer\..+|query_tokens)", "BLIP-2's Q-Former: this MiniGPT has none"),
     ]
-    return without_qformer + [
-        # eva_vit_g.pth (LAVIS eva_vit.VisionTransformer's names)
-        ("cls_token", f"{V}.embeddings.class_embedding"),
-        ("pos_embed", f"{V}.embeddings.position_embedding"),
-        (r"patch_embed\.proj\.(weight|bias)", rf"{V}.embeddings.patch_embedding.\1"),
-        Ignore(rf"blocks\.{vit_depth}\..+",
-               "EVA-CLIP-g's last block: BLIP-2 and MiniGPT read the second-to-last layer's output, and "
-               "create_eva_vit_g builds one block fewer than the file holds (loaded with strict=False)"),
-        Ignore(r"(norm|fc_norm|head)\.(weight|bias)",
-               "an EVA-CLIP final norm or head, if the file holds one: LAVIS's VisionTransformer builds none "
-               "(its norm / fc_norm / head lines are commented out) and loads the file with strict=False"),
-        (r"blocks\.(\d+)\.norm([12])\.(weight|bias)", rf"{V}.encoder.layers.\1.layer_norm\2.\3"),
-        (r"blocks\.(\d+)\.attn\.qkv\.weight", rf"{V}.encoder.layers.\1.self_attn.qkv.weight"),
-        (r"blocks\.(\d+)\.attn\.([qv]_bias)", r"qkv_biases.\1.\2"),  # folded into qkv.bias = q | 0 | v
-        (r"blocks\.(\d+)\.attn\.proj\.(weight|bias)", rf"{V}.encoder.layers.\1.self_attn.projection.\2"),
-        (r"blocks\.(\d+)\.mlp\.(fc[12])\.(weight|bias)", rf"{V}.encoder.layers.\1.mlp.\2.\3"),
-        # blip2_pretrained_flant5xxl.pth (LAVIS Blip2T5 / MiniGPT4.init_Qformer's names)
-        ("query_tokens", "query_tokens"),
-        (r"ln_vision\.(weight|bias)", rf"{V}.post_layernorm.\1"),
-        (r"Qformer\.bert\.embeddings\.LayerNorm\.(weight|bias)", r"qformer.layernorm.\1"),
-        (Q + r"(attention|crossattention)\.self\.(query|key|value)\.(weight|bias)",
-         r"qformer.encoder.layer.\1.\2.attention.\3.\4"),
-        (Q + r"(attention|crossattention)\.output\.(dense|LayerNorm)\.(weight|bias)",
-         r"qformer.encoder.layer.\1.\2.output.\3.\4"),
-        (Q + r"(intermediate_query|output_query)\.(dense|LayerNorm)\.(weight|bias)",
-         r"qformer.encoder.layer.\1.\2.\3.\4"),
-        Ignore(r"Qformer\.(cls\..+|bert\.embeddings\.(word|position)_embeddings\.weight"
-               r"|bert\.encoder\.layer\.\d+\.(intermediate|output)\.(dense|LayerNorm)\.(weight|bias))",
+    return without_qformer + eva_rows(V, vit_depth) + qformer_rows() + [
+        Ignore(BERT_TEXT_SIDE,
                "BERT's text side (word / position embeddings, text feed-forwards, LM head), if a checkpoint holds "
                "it: init_Qformer removes these modules and loads with strict=False (blip2_pretrained_flant5xxl.pth "
                "holds none: its 433 MB are the query side, ln_vision and t5_proj in float32)"),
-        Ignore(r"Qformer\.bert\.embeddings\.position_ids",
+        Ignore(BERT_POSITION_IDS,
                "BERT's position index buffer, saved along: the query-only Q-Former has no position embeddings "
                "(init_Qformer removes them)"),
         Ignore(r"t5_proj\.(weight|bias)", "BLIP-2's projection into FlanT5-XXL: MiniGPT-4 has its own llama_proj"),
@@ -184,26 +170,10 @@ class Layout:
 
 
 def read_settings(folder: Path) -> dict:
-    file = folder / SETTINGS
-    if not file.is_file():
-        return {}
-    try:
-        raw = json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise UnknownModelError(f"{file}: not valid JSON ({e})") from None
-    unknown = sorted(set(raw) - set(SETTING_KEYS)) if isinstance(raw, dict) else None
-    if unknown is None or unknown:
-        raise UnknownModelError(f"{file}: expected an object with keys among {', '.join(SETTING_KEYS)}"
-                                + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
-    for key, sizes in (("vit", EVA_VIT_G_SIZES), ("qformer", BERT_BASE_SIZES)):
-        value = raw.get(key, {})
-        if not isinstance(value, dict) or set(value) - set(sizes):
-            raise UnknownModelError(f"{file}: \"{key}\" takes sizes among {', '.join(sizes)}")
-    return raw
+    return lavis_settings(folder / SETTINGS, SETTING_KEYS)
 
 
-def _path(folder: Path, value) -> Path:
-    return (folder / Path(str(value)).expanduser()).resolve()
+_path = settings_path
 
 
 def _file(folder: Path, settings: dict, key: str, name: str, why: str) -> Path:
@@ -229,11 +199,7 @@ def _checkpoint_file(folder: Path, settings: dict) -> Path:
     return found[0]
 
 
-def _config(folder: Path) -> dict:
-    try:
-        return json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
+_config = config_json
 
 
 def _llm_folder(folder: Path, settings: dict) -> Path:
@@ -302,82 +268,36 @@ def converted_folder(source: Path, wrapper: str | None = "model") -> Path:
 
 def llm_weights(llm: Path) -> Path:
     """The LLM folder's safetensors, or its pickled ``pytorch_model*.bin`` shards converted once
-    (Vicuna V0 is published so) and linked side by side in vlmzoo's cache."""
-    from vlmzoo.cache_dir import cache_dir
-    from vlmzoo.families.pickled import CONVERTED, converted
-
-    if any(llm.glob("*.safetensors")) or (llm / INDEX).is_file():
-        return llm
-    index = llm / "pytorch_model.bin.index.json"
-    if index.is_file():
-        try:
-            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
-        except (ValueError, KeyError) as e:
-            raise UnknownModelError(f"{index}: not a weights index ({e})") from None
-    elif (llm / "pytorch_model.bin").is_file():
-        shards = ["pytorch_model.bin"]
-    else:
-        raise UnknownModelError(f"{llm}: the language model folder has no weights (*.safetensors or pytorch_model*.bin)")
-    missing = [s for s in shards if not (llm / s).is_file()]
-    if missing:
-        raise UnknownModelError(f"{llm}: shard(s) {', '.join(missing)} listed in {index.name} are missing")
-    files = [converted(llm / s) / CONVERTED for s in shards]
-    if len(files) == 1:
-        return files[0].parent
-    root = cache_dir("converted")
-    key = hashlib.sha256("|".join(map(str, files)).encode()).hexdigest()[:16]
-    folder = root / f"{llm.name}-shards-{key}"
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, target in enumerate(files):
-        link = folder / f"shard-{i:05d}.safetensors"
-        if not (link.is_symlink() and link.resolve() == target.resolve()):
-            temporary = folder / f".{link.name}.{os.getpid()}"  # made aside, then renamed
-            temporary.unlink(missing_ok=True)
-            temporary.symlink_to(target)
-            os.replace(temporary, link)
-    return folder
+    (Vicuna V0 is published so)."""
+    return folder_weights(llm, "the language model folder")
 
 
-def header(folder: Path) -> dict[str, tuple]:
-    """Tensor name -> shape over a folder's safetensors, from the headers alone."""
-    from vlmzoo.engine.memory import read_safetensors_header
-
-    return {name: tuple(meta["shape"]) for file in weight_files(folder)
-            for name, meta in read_safetensors_header(file).items() if name != "__metadata__"}
+header = shapes  # tensor name -> shape over a folder's safetensors, from the headers alone
 
 
 # -- configurations --------------------------------------------------------------------------------
 
 
 def vision_config(vit: Path, settings: dict):
-    from transformers import Blip2Config, Blip2VisionConfig
+    from transformers import Blip2Config
 
     if vit.is_dir():
         config = Blip2Config.from_pretrained(str(vit)).vision_config
-    else:
-        sizes = {**EVA_VIT_G_SIZES, **settings.get("vit", {})}
-        config = Blip2VisionConfig(hidden_size=sizes["embed_dim"], num_hidden_layers=sizes["depth"],
-                                   num_attention_heads=sizes["num_heads"], patch_size=sizes["patch_size"],
-                                   intermediate_size=int(sizes["embed_dim"] * sizes["mlp_ratio"]),
-                                   image_size=FILE_IMAGE_SIZE, layer_norm_eps=1e-6, hidden_act="gelu",
-                                   qkv_bias=False)  # eva's q and v biases are folded in after loading
-    config._attn_implementation = "sdpa"
-    return config
+        config._attn_implementation = "sdpa"
+        return config
+    return eva_config(settings.get("vit", {}))
 
 
 def qformer_config(source: Path, settings: dict, width: int):
     """``source``: blip2_pretrained_flant5xxl.pth (bert-base-uncased's sizes, or the settings') or a
     transformers BLIP-2 folder (its config); ``width``: the ViT's."""
-    from transformers import Blip2Config, Blip2QFormerConfig
+    from transformers import Blip2Config
 
     if source.is_dir():
         config = Blip2Config.from_pretrained(str(source)).qformer_config
-    else:
-        sizes = {**BERT_BASE_SIZES, **settings.get("qformer", {})}
-        config = Blip2QFormerConfig(**sizes, hidden_act="gelu", layer_norm_eps=1e-12, cross_attention_frequency=2,
-                                    encoder_hidden_size=width)
-    config._attn_implementation = "sdpa"
-    return config
+        config._attn_implementation = "sdpa"
+        return config
+    return lavis_qformer_config(settings.get("qformer", {}), width)
 
 
 def text_config(llm: Path):
@@ -415,14 +335,15 @@ def modules(text, vision, qformer=None, queries: int = 0, lora_rank: int = 0, qv
     import torch
     from torch import nn
 
-    from vlmzoo.families.minigpt4.modeling import LoRAPair, QVBiases, minigpt_class
+    from vlmzoo.families.lavis import qv_bias_holders
+    from vlmzoo.families.minigpt4.modeling import LoRAPair, minigpt_class
 
     with torch.device("meta"):
         model = minigpt_class()(text)
         model.attach_vision(vision, qformer, queries)
         holders = nn.Module()
         if qv_biases:
-            holders.qkv_biases = nn.ModuleList(QVBiases(vision.hidden_size) for _ in range(vision.num_hidden_layers))
+            holders.qkv_biases = qv_bias_holders(vision.hidden_size, vision.num_hidden_layers)
         if lora_rank:
             holders.lora = nn.ModuleList(nn.ModuleDict({name: LoRAPair(lora_rank, p.in_features, p.out_features)
                                                         for name, p in (("q_proj", layer.self_attn.q_proj),
@@ -457,31 +378,6 @@ def initialised(layout: Layout) -> tuple[str, ...]:
     return () if layout.variant.qformer else ("visual_encoder.post_layernorm",)
 
 
-def view(model, paths, holders=None, holder_names=()):
-    """A module whose state is ``model``'s under ``paths`` (same names, the same submodules) and
-    the named holders: what one source file fills. Returns (view, parameter paths to hand back)."""
-    from torch import nn
-
-    root, handed = nn.Module(), []
-    for path in paths:
-        *parents, leaf = path.split(".")
-        owner, mirror = model, root
-        for name in parents:
-            owner = getattr(owner, name)
-            if name not in mirror._modules:
-                mirror.add_module(name, nn.Module())
-            mirror = mirror._modules[name]
-        target = getattr(owner, leaf)
-        if isinstance(target, nn.Module):
-            mirror.add_module(leaf, target)
-        else:
-            mirror.register_parameter(leaf, target)
-            handed.append(path)
-    for name in holder_names:
-        root.add_module(name, getattr(holders, name))
-    return root, handed
-
-
 def check(layout: Layout, model, holders) -> list[tuple]:
     """Every source planned from its headers before any weight is read; each model tensor filled
     exactly once. Returns (folder, view, parameter paths) per source."""
@@ -508,11 +404,8 @@ def load(path: Path, *, device: str, dtype):
     import torch
     from torch import nn
 
-    from vlmzoo.families.minigpt4.modeling import (
-        fold_qv_biases,
-        merge_lora,
-        resize_positions,
-    )
+    from vlmzoo.families.lavis import fold_qv_biases, resize_positions
+    from vlmzoo.families.minigpt4.modeling import merge_lora
 
     layout = Layout.read(path)
     model, holders = build(layout)
@@ -520,12 +413,7 @@ def load(path: Path, *, device: str, dtype):
         # the checkpoint with the LoRA in float32: it is merged into the LLM's weights below
         load_official(part, folder, table(len(model.visual_encoder.encoder.layers), layout.variant.qformer),
                       device=device, dtype=torch.float32 if "lora" in part._modules else dtype)
-        for name in handed:
-            *parents, leaf = name.split(".")
-            owner, mirror = model, part
-            for p in parents:
-                owner, mirror = getattr(owner, p), getattr(mirror, p)
-            setattr(owner, leaf, getattr(mirror, leaf))
+        hand_back(model, part, handed)
     tower = model.visual_encoder
     if not layout.blip2_folder:
         fold_qv_biases(tower, holders.qkv_biases)

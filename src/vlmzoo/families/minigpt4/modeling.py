@@ -1,16 +1,11 @@
 """MiniGPT-4 and MiniGPT-v2's modules, from transformers' building blocks where the math is the
 same (each equivalence is held to the official code's outputs in tests/test_minigpt4.py):
 
-- ``visual_encoder``: LAVIS's EVA ViT-g/14 (``eva_vit.py``) is transformers' ``Blip2VisionModel``
-  (the model transformers' BLIP-2 port built for it): pre-norm blocks, exact GELU, one fused qkv
-  projection whose bias is ``cat(q_bias, zeros, v_bias)``, a class token and learned positions,
-  no final norm. Its ``post_layernorm`` is MiniGPT's ``ln_vision``, kept at MiniGPT's eps
-  (torch's default 1e-5; transformers' BLIP-2 gives it the ViT's 1e-6). MiniGPT-v2 runs the
-  tower at 448 px on the 224 px positions interpolated once at load (bicubic, as the official
-  ``interpolate_pos_embed``, which is transformers' ``interpolate_pos_encoding`` arithmetic).
+- ``visual_encoder``: LAVIS's EVA ViT-g/14 as transformers' ``Blip2VisionModel``, its
+  ``post_layernorm`` MiniGPT's ``ln_vision`` (families/lavis.py, shared with SEED). MiniGPT-v2
+  runs the tower at 448 px on the 224 px positions interpolated once at load.
 - MiniGPT-4 (Vicuna): ``query_tokens`` and ``qformer``, transformers' ``Blip2QFormerModel`` (the
-  query-only path of LAVIS's BERT Q-Former: LayerNorm on the 32 queries, cross-attention to the
-  ViT features every 2nd layer, the ``*_query`` feed-forwards), then ``llama_proj`` (768 -> LLM).
+  query-only path of LAVIS's BERT Q-Former, families/lavis.py), then ``llama_proj`` (768 -> LLM).
 - MiniGPT-4 (Llama 2) and MiniGPT-v2: no Q-Former; the ViT features without the class token,
   each 4 consecutive tokens side by side (64 tokens at 224 px, 256 at 448), then ``llama_proj``.
 - The LLM is transformers' ``LlamaForCausalLM`` (Vicuna V0, Llama-2-chat); MiniGPT-v2's LoRA
@@ -26,8 +21,8 @@ import torch
 from torch import nn
 
 from vlmzoo.families.image_prompt import ImagePromptLM
+from vlmzoo.families.lavis import eva_tower
 
-LN_VISION_EPS = 1e-5  # MiniGPT's ln_vision: base_model.LayerNorm, torch's default eps
 MERGE = 4  # consecutive ViT tokens per LLM token without a Q-Former
 
 
@@ -36,10 +31,9 @@ class MiniGPTMixin(ImagePromptLM):
     Vicuna) and ``llama_proj``."""
 
     def attach_vision(self, vision_config, qformer_config=None, queries: int = 32) -> None:
-        from transformers import Blip2QFormerModel, Blip2VisionModel
+        from transformers import Blip2QFormerModel
 
-        self.visual_encoder = Blip2VisionModel(vision_config)
-        self.visual_encoder.post_layernorm.eps = LN_VISION_EPS
+        self.visual_encoder = eva_tower(vision_config)
         if qformer_config is not None:
             self.query_tokens = nn.Parameter(torch.empty(1, queries, qformer_config.hidden_size))
             self.qformer = Blip2QFormerModel(qformer_config)
@@ -146,24 +140,6 @@ class LoRAPair(nn.Module):
         self.B = nn.Parameter(torch.empty(width_out, rank))
 
 
-class QVBiases(nn.Module):
-    """EVA's separate q and v biases of one block, as the official file holds them, until they
-    are folded into the fused qkv bias."""
-
-    def __init__(self, width: int):
-        super().__init__()
-        self.q_bias = nn.Parameter(torch.empty(width))
-        self.v_bias = nn.Parameter(torch.empty(width))
-
-
-def fold_qv_biases(tower, biases) -> None:
-    """Each block's qkv bias: cat(q_bias, zeros, v_bias), as the official attention builds it."""
-    for layer, b in zip(tower.encoder.layers, biases):
-        q, v = b.q_bias.detach(), b.v_bias.detach()
-        layer.self_attn.qkv.bias = nn.Parameter(torch.cat([q, torch.zeros_like(v), v]), requires_grad=False)
-    tower.config.qkv_bias = True
-
-
 def merge_lora(model, adapters, scaling: float) -> None:
     """W + scaling * B @ A into each adapted projection, computed in float32."""
     for layer, pairs in zip(model.model.layers, adapters):
@@ -171,22 +147,6 @@ def merge_lora(model, adapters, scaling: float) -> None:
             linear = getattr(layer.self_attn, name)
             delta = (pair.B.detach().float() @ pair.A.detach().float()) * scaling
             linear.weight.data = (linear.weight.data.float() + delta).to(linear.weight.dtype)
-
-
-def resize_positions(tower, image_size: int) -> None:
-    """The tower at ``image_size``: its position table interpolated once, bicubic, in float32
-    (the official interpolate_pos_embed; transformers' interpolate_pos_encoding is that arithmetic)."""
-    embeddings = tower.embeddings
-    if image_size == embeddings.image_size:
-        return
-    table = embeddings.position_embedding.detach()
-    probe = table.new_empty(1, (image_size // embeddings.patch_size) ** 2 + 1, table.shape[-1])
-    embeddings.position_embedding = nn.Parameter(table.float(), requires_grad=False)
-    resized = embeddings.interpolate_pos_encoding(probe.float(), image_size, image_size)
-    embeddings.position_embedding = nn.Parameter(resized.to(table.dtype).contiguous(), requires_grad=False)
-    embeddings.image_size = tower.config.image_size = image_size
-    embeddings.num_patches = (image_size // embeddings.patch_size) ** 2
-    embeddings.num_positions = embeddings.num_patches + 1
 
 
 @cache

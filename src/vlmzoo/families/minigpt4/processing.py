@@ -105,11 +105,9 @@ def turns_of(messages) -> tuple[list[tuple[int, str]], str | None]:
 
 def to_pixels(image: Image.Image, size: int) -> np.ndarray:
     """(3, size, size) float32: Resize((size, size), bicubic), ToTensor, CLIP Normalize."""
-    from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+    from vlmzoo.families.lavis import clip_pixels
 
-    x = np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC), np.float32) / np.float32(255)
-    x = (x - np.array(OPENAI_CLIP_MEAN, np.float32)) / np.array(OPENAI_CLIP_STD, np.float32)
-    return np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
+    return clip_pixels(image, size, "bicubic")
 
 
 def chat_answer(text: str) -> str:
