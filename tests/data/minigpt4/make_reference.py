@@ -504,8 +504,9 @@ def build_official(up: Official, variant: str, ckpt_dir: Path, with_ckpt: bool):
 
 @contextlib.contextmanager
 def torch_home(ckpt_dir: Path, work: Path):
-    """create_eva_vit_g downloads eva_vit_g.pth through timm's download_cached_file into
-    $TORCH_HOME/hub/checkpoints/ unless the file is already there: put the variant's file there."""
+    """create_eva_vit_g looks for eva_vit_g.pth in $TORCH_HOME/hub/checkpoints/ (timm's cache)
+    and would fetch it from the network if it were missing: the variant's tiny file is put there
+    first, so nothing is ever fetched."""
     hub = work / "torch_home" / "hub" / "checkpoints"
     hub.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(ckpt_dir / "eva_vit_g.pth", hub / "eva_vit_g.pth")
@@ -1265,6 +1266,18 @@ def dump(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n")
 
 
+def write_provenance(folder: Path, what: str, repo: str, commit: str, command: str, readme: str) -> None:
+    """A README in a checkpoint folder this driver wrote: what it is, from which upstream code, and
+    how to make it again (``readme``, the fixture's own README, has the rest)."""
+    (folder / "README.md").write_text(
+        f"# {what}\n\n"
+        f"Tiny random weights in the official layout, written by `make_reference.py` (vlmzoo's driver,\n"
+        f"no upstream code) running the official code of GitHub `{repo}` at commit `{commit}` in a\n"
+        f"scratch venv outside the repository. Not a release: test data only.\n\n"
+        f"Made again with:\n\n```sh\n{command}\n```\n\n"
+        f"The environment, the inputs, the patches and what the tests hold vlmzoo to: `{readme}`.\n",
+        encoding="utf-8")
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--upstream", type=Path)
@@ -1311,6 +1324,12 @@ def main() -> None:
                               "llm": dict(LLM_TINY[VARIANTS[variant]["llm"]], **LLM_COMMON)}
         dump(out_dir / "reference.json", ref)
         dump(out_dir / "diagnostics.json", diag)
+        command = ("OMP_NUM_THREADS=1 /work/scratch/minigpt4-ref/venv/bin/python tests/data/minigpt4/make_reference.py "
+                   "--upstream /work/scratch/minigpt4-ref")
+        llm_dir = ckpt_dir / VARIANTS[variant]["llm_dir"]
+        for folder, what in ((ckpt_dir, f"MiniGPT {variant}: the files its eval config loads"),
+                             (llm_dir, f"MiniGPT {variant}: the language model folder ({llm_dir.name})")):
+            write_provenance(folder, what, UPSTREAM_REPO, UPSTREAM_COMMIT, command, "tests/data/minigpt4/README.md")
         log(variant, "done:", out_dir)
 
 

@@ -769,6 +769,18 @@ def tiling_table(up, mm) -> list:
     return rows
 
 
+def write_provenance(folder: Path, what: str, repo: str, commit: str, command: str, readme: str) -> None:
+    """A README in a checkpoint folder this driver wrote: what it is, from which upstream code, and
+    how to make it again (``readme``, the fixture's own README, has the rest)."""
+    (folder / "README.md").write_text(
+        f"# {what}\n\n"
+        f"Tiny random weights in the official layout, written by `make_reference.py` (vlmzoo's driver,\n"
+        f"no upstream code) running the official code of GitHub `{repo}` at commit `{commit}` in a\n"
+        f"scratch venv outside the repository. Not a release: test data only.\n\n"
+        f"Made again with:\n\n```sh\n{command}\n```\n\n"
+        f"The environment, the inputs, the patches and what the tests hold vlmzoo to: `{readme}`.\n",
+        encoding="utf-8")
+
 def make_variant(up, variant: str, out: Path, work: Path) -> None:
     vdir = out / variant
     ckpt_dir = vdir / "checkpoint"
@@ -788,6 +800,10 @@ def make_variant(up, variant: str, out: Path, work: Path) -> None:
 
     # --- checkpoint
     write_checkpoint(up, cfg, hf, VISION_TINY, ckpt_dir, variant)
+    write_provenance(ckpt_dir, f"Molmo-7B-{variant}-0924, tiny: the hub repository's files",
+                     UPSTREAM_REPO, UPSTREAM_COMMIT,
+                     "/work/scratch/molmo-ref/venv/bin/python tests/data/molmo/make_reference.py "
+                     "--upstream /work/scratch/molmo-ref", "tests/data/molmo/README.md")
     model = load_checkpoint(up, cfg, ckpt_dir)
     rec = LogitsRecorder(model)
 
