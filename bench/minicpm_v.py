@@ -30,7 +30,7 @@ slicing, the vision tower and resampler and the prefill included. Decode tokens/
 
 from __future__ import annotations
 
-import argparse
+import functools
 import json
 import math
 import os
@@ -43,7 +43,17 @@ from pathlib import Path
 # Stdlib only at module level: the official side runs this file with its own venv's python.
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from sides import BEST_OF, RESULT, agree, best, machine, side, table
+from sides import (
+    BEST_OF,
+    agree,
+    best,
+    machine,
+    native_dtype,
+    parser,
+    play_role,
+    side,
+    table,
+)
 
 DATA = HERE.parent / "tests" / "data" / "minicpm_v26"
 SCRATCH = Path("/work/scratch/minicpmv-ref")
@@ -294,36 +304,22 @@ def run_official(work: Path, new: int, dtype_name: str, upstream: Path) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--new-tokens", type=int, default=32)
-    ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
-                    help="every side's dtype; auto: bfloat16 where the CPU has native bf16, else float32")
-    ap.add_argument("--official-python", type=Path, default=SCRATCH / "venv" / "bin" / "python",
-                    help="python of the venv the official code runs in (transformers 4.40)")
-    ap.add_argument("--upstream", type=Path, default=SCRATCH / "official",
-                    help="folder holding the official remote-code files")
+    ap = parser(__doc__, 32, SCRATCH / "venv" / "bin" / "python", SCRATCH / "official",
+                "folder holding the official remote-code files (run with transformers 4.40)")
     ap.add_argument("--sides", default="vlmzoo,transformers,official")
     ap.add_argument("--layers", type=int, help="fewer text and vision layers: a quick check of this script only")
-    ap.add_argument("--role", choices=["build", "transformers", "official", "vlmzoo"], help=argparse.SUPPRESS)
-    ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.role == "build":
         return build(args.work, args.dtype, args.layers)
-    if args.role:
-        run = {"transformers": lambda: run_transformers(args.work, args.new_tokens, args.dtype),
-               "official": lambda: run_official(args.work, args.new_tokens, args.dtype, args.upstream),
-               "vlmzoo": lambda: run_vlmzoo(args.work, args.new_tokens, args.dtype)}[args.role]
-        print(RESULT + json.dumps(run()), flush=True)
+    official = functools.partial(run_official, upstream=args.upstream)
+    if play_role(args, {"transformers": run_transformers, "official": official, "vlmzoo": run_vlmzoo}):
         return None
 
     import torch
     import transformers
 
-    from vlmzoo.engine.device import cpu_has_native_bf16
-
-    if args.dtype == "auto":
-        args.dtype = "bfloat16" if cpu_has_native_bf16() else "float32"
+    native_dtype(args)
     print(f"MiniCPM-V-2.6-sized{f' ({args.layers} layers)' if args.layers else ''}, random weights, {args.dtype}, one {IMAGE_SIDE}x{IMAGE_SIDE} photo, "
           f"{args.new_tokens} new tokens forced, best of {BEST_OF}; torch threads {torch.get_num_threads()}",
           flush=True)

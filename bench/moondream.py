@@ -38,7 +38,7 @@ says how many tokens each side would have produced by itself. Best of 3 runs per
 
 from __future__ import annotations
 
-import argparse
+import functools
 import json
 import os
 import subprocess
@@ -50,7 +50,17 @@ from pathlib import Path
 # Stdlib only at module level: the official side runs this file with its own venv's python,
 # which has torch, numpy, pillow, safetensors and tokenizers but neither vlmzoo nor transformers.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sides import BEST_OF, RESULT, agree, best, machine, side, table
+from sides import (
+    BEST_OF,
+    agree,
+    best,
+    machine,
+    native_dtype,
+    parser,
+    play_role,
+    side,
+    table,
+)
 
 QUESTION = "What is in this picture?"
 QUESTION_WORDS = ["What", "is", "in", "this", "picture", "?"]  # the tokenizer's pre-tokenized question
@@ -409,34 +419,21 @@ def run_official(work: Path, new: int, dtype_name: str, upstream: Path) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--new-tokens", type=int, default=64)
-    ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
-                    help="every side's dtype; auto: bfloat16 where the CPU has native bf16, else float32")
-    ap.add_argument("--official-python", type=Path, default=SCRATCH / "venv" / "bin" / "python",
-                    help="python of the venv the official code runs in")
-    ap.add_argument("--upstream", type=Path, default=SCRATCH, help="folder holding the exported moondream/ package")
+    ap = parser(__doc__, 64, SCRATCH / "venv" / "bin" / "python", SCRATCH,
+                "folder holding the exported moondream/ package")
     ap.add_argument("--text-layers", type=int, default=24, help="fewer for a quick check of this script only")
-    ap.add_argument("--role", choices=["build", "transformers", "official", "vlmzoo"], help=argparse.SUPPRESS)
-    ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.role == "build":
         return build(args.work, args.dtype, args.text_layers)
-    if args.role:
-        run = {"transformers": lambda: run_transformers(args.work, args.new_tokens, args.dtype),
-               "official": lambda: run_official(args.work, args.new_tokens, args.dtype, args.upstream),
-               "vlmzoo": lambda: run_vlmzoo(args.work, args.new_tokens, args.dtype)}[args.role]
-        print(RESULT + json.dumps(run()), flush=True)
+    official = functools.partial(run_official, upstream=args.upstream)
+    if play_role(args, {"transformers": run_transformers, "official": official, "vlmzoo": run_vlmzoo}):
         return None
 
     import torch
     import transformers
 
-    from vlmzoo.engine.device import cpu_has_native_bf16
-
-    if args.dtype == "auto":
-        args.dtype = "bfloat16" if cpu_has_native_bf16() else "float32"
+    native_dtype(args)
     print(f"moondream2-sized ({args.text_layers} text layers), random weights, {args.dtype}, one "
           f"{IMAGE_SIDE}x{IMAGE_SIDE} photo, {args.new_tokens} new tokens, best of {BEST_OF}; "
           f"torch threads {torch.get_num_threads()}", flush=True)

@@ -87,3 +87,37 @@ def table(rows: list[tuple[str, dict]], ours: dict) -> None:
         print(f"| {label} | {r['ttft']:.2f} s ({r['vision']:.2f} s) | {r['tps']:.2f} tok/s | {r['tokens']} | {ratio} |")
     print("\n(TTFT x: the other side's time to first token over vlmzoo's; decode x: vlmzoo's tokens/s over "
           "the other's; above 1, vlmzoo is faster)")
+
+
+def parser(doc: str, new_tokens: int, official_python, upstream, upstream_help: str):
+    """The options both benches take: tokens, dtype, the official side's venv and files, and the
+    hidden ones a side's own process is started with."""
+    import argparse
+    from pathlib import Path
+
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--new-tokens", type=int, default=new_tokens)
+    ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                    help="every side's dtype; auto: bfloat16 where the CPU has native bf16, else float32")
+    ap.add_argument("--official-python", type=Path, default=official_python,
+                    help="python of the venv the official code runs in")
+    ap.add_argument("--upstream", type=Path, default=upstream, help=upstream_help)
+    ap.add_argument("--role", choices=["build", "transformers", "official", "vlmzoo"], help=argparse.SUPPRESS)
+    ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    return ap
+
+
+def play_role(args, sides: dict) -> bool:
+    """In a side's own process (``--role``): run it and print its figures; False in the driver."""
+    if not args.role or args.role == "build":
+        return False
+    print(RESULT + json.dumps(sides[args.role](args.work, args.new_tokens, args.dtype)), flush=True)
+    return True
+
+
+def native_dtype(args) -> None:
+    """``--dtype auto`` made concrete: bfloat16 where the CPU has native bf16, else float32."""
+    from vlmzoo.engine.device import cpu_has_native_bf16
+
+    if args.dtype == "auto":
+        args.dtype = "bfloat16" if cpu_has_native_bf16() else "float32"
